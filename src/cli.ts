@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { DEFAULTS, LOG_LEVELS, resolveConfig, type ConfigInput } from "./config.js";
+import { ConfigError } from "./errors.js";
+import { createBalancer } from "./index.js";
+import { createLogger } from "./log.js";
+import { STRATEGIES } from "./router/strategies.js";
+
+/** A wrong flag is one clear line and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  process.stderr.write(`xmpp-lb: ${message.replace(/\s*\n\s*/g, " ")}\nRun 'xmpp-lb --help' for the flags.\n`);
+  process.exit(2);
+}
+
+async function serve(argv: ConfigInput): Promise<void> {
+  const config = resolveConfig(argv);
+  const log = createLogger(config.logLevel);
+  const balancer = await createBalancer(config, { logger: log });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    balancer.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "error while stopping");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGHUP", () => {
+    try {
+      balancer.reloadTls();
+      log.info("TLS certificate reloaded");
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "TLS reload failed; the previous certificate stays in use");
+    }
+  });
+}
+
+export async function main(args: string[]): Promise<void> {
+  await yargs(args)
+    .scriptName("xmpp-lb")
+    .env("XMPP_LB")
+    .config("config", "JSON file with any of the flags (keys as the flag names)")
+    .command(
+      ["serve", "$0"],
+      "run the balancer (the default command)",
+      (y) =>
+        y
+          .option("listen", { type: "string", array: true, describe: "HOST:PORT (STARTTLS) or direct-tls://HOST:PORT (XEP-0368), with optional ,mode=redirect|forward ,phase=open|login; repeatable", default: [DEFAULTS.listen] })
+          .option("mode", { type: "string", choices: ["redirect", "forward"], default: DEFAULTS.mode, describe: "redirect with see-other-host, or forward and relay" })
+          .option("phase", { type: "string", choices: ["open", "login"], default: DEFAULTS.phase, describe: "decide at the stream header (when it carries from=) or at the SASL <auth/>" })
+          .option("domain", { type: "string", array: true, describe: "XMPP domain served; repeatable (a stream to any other gets <host-unknown/>)" })
+          .option("tls-cert", { type: "string", describe: "PEM certificate (chain) for client TLS" })
+          .option("tls-key", { type: "string", describe: "PEM private key for client TLS" })
+          .option("allow-plaintext", { type: "boolean", default: false, describe: "allow logins without TLS (test beds only)" })
+          .option("node", { type: "string", array: true, describe: "id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]; repeatable" })
+          .option("store", { type: "string", default: "memory", describe: "cluster membership store: memory (embedded)" })
+          .option("strategy", { type: "string", choices: STRATEGIES as string[], default: DEFAULTS.strategy, describe: "how a new user's node is chosen" })
+          .option("sasl-mechanisms", { type: "string", array: true, default: DEFAULTS.saslMechanisms, describe: "SASL mechanisms offered, in order (never -PLUS)" })
+          .option("backend-tls", { type: "boolean", default: false, describe: "STARTTLS from the balancer to nodes" })
+          .option("backend-ca", { type: "string", describe: "CA bundle to verify node certificates with (--backend-tls)" })
+          .option("zone", { type: "string", describe: "this balancer's zone: nodes with the same zone= are preferred" })
+          .option("affinity-ttl", { type: "number", default: DEFAULTS.affinityTtlSeconds, describe: "seconds a JID stays on its node after its last connection (resumption window)" })
+          .option("login-timeout", { type: "number", default: DEFAULTS.loginTimeoutSeconds, describe: "seconds a client has to reach the decision" })
+          .option("dial-timeout", { type: "number", default: DEFAULTS.dialTimeoutSeconds, describe: "seconds to connect to a node and open its stream" })
+          .option("max-preauth-bytes", { type: "number", default: DEFAULTS.maxPreauthBytes, describe: "bytes a client may send before the decision" })
+          .option("max-header-bytes", { type: "number", default: DEFAULTS.maxHeaderBytes, describe: "largest stream header accepted" })
+          .option("health-interval", { type: "number", default: DEFAULTS.healthIntervalSeconds, describe: "seconds between XMPP probes of each node" })
+          .option("health-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
+          .option("metrics", { type: "string", describe: "HOST:PORT for /metrics, /healthz and /nodes (e.g. 127.0.0.1:9102)" })
+          .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel }),
+      async (argv) => serve(argv as ConfigInput),
+    )
+    .strict()
+    .help()
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .fail((message, err) => {
+      if (err instanceof ConfigError) usageError(err.message);
+      if (err) throw err;
+      usageError(message ?? "bad arguments");
+    })
+    .parseAsync();
+}
+
+main(hideBin(process.argv)).catch((err: unknown) => {
+  if (err instanceof ConfigError) usageError(err.message);
+  process.stderr.write(`xmpp-lb: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,240 @@
+import { ConfigError } from "./errors.js";
+import { parseHostPort, type HostPort } from "./cluster/address.js";
+import type { NodeSpec } from "./cluster/node.js";
+import { STRATEGIES, type StrategyName } from "./router/strategies.js";
+import { isSupportedMechanism, type Mechanism } from "./xmpp/sasl-identity.js";
+import { normalizeDomain } from "./xmpp/jid.js";
+
+export type ListenerKind = "starttls" | "direct-tls";
+export type Mode = "redirect" | "forward";
+export type Phase = "open" | "login";
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface ListenerConfig {
+  /** As given on the command line: the listener's label in logs and metrics. */
+  name: string;
+  kind: ListenerKind;
+  host: string;
+  port: number;
+  mode: Mode;
+  phase: Phase;
+}
+
+/** The validated configuration of one balancer: what createBalancer() takes. */
+export interface BalancerConfig {
+  listeners: ListenerConfig[];
+  /** Domains served: a stream `to` outside them gets `<host-unknown/>`. */
+  domains: string[];
+  tls?: { certFile: string; keyFile: string };
+  allowPlaintext: boolean;
+  nodes: NodeSpec[];
+  store: "memory";
+  strategy: StrategyName;
+  /** Offered in this order; never a -PLUS mechanism (TLS ends at the balancer). */
+  saslMechanisms: Mechanism[];
+  /** STARTTLS from the balancer to nodes. */
+  backendTls: boolean;
+  /** CA bundle that node certificates are verified against; without it they are not verified. */
+  backendCa?: string;
+  metrics?: HostPort;
+  logLevel: LogLevel;
+  /** The balancer's zone: nodes of this zone are preferred. */
+  zone?: string;
+  affinityGraceMs: number;
+  loginTimeoutMs: number;
+  dialTimeoutMs: number;
+  maxPreAuthBytes: number;
+  maxHeaderBytes: number;
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+}
+
+/** Flag-shaped input, as yargs (flags, env, --config JSON) or a test gives it. */
+export interface ConfigInput {
+  listen?: string | string[];
+  mode?: string;
+  phase?: string;
+  domain?: string | string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  allowPlaintext?: boolean;
+  node?: Array<string | Record<string, unknown>> | string | Record<string, unknown>;
+  store?: string;
+  strategy?: string;
+  saslMechanisms?: string | string[];
+  backendTls?: boolean;
+  backendCa?: string;
+  metrics?: string;
+  logLevel?: string;
+  zone?: string;
+  affinityTtl?: number | string;
+  loginTimeout?: number | string;
+  dialTimeout?: number | string;
+  maxPreauthBytes?: number | string;
+  maxHeaderBytes?: number | string;
+  healthInterval?: number | string;
+  healthTimeout?: number | string;
+}
+
+export const DEFAULTS = {
+  listen: "0.0.0.0:5222",
+  mode: "forward" as Mode,
+  phase: "login" as Phase,
+  strategy: "least-conn" as StrategyName,
+  saslMechanisms: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"] as Mechanism[],
+  logLevel: "info" as LogLevel,
+  affinityTtlSeconds: 300,
+  loginTimeoutSeconds: 30,
+  dialTimeoutSeconds: 5,
+  maxPreauthBytes: 65536,
+  maxHeaderBytes: 8192,
+  healthIntervalSeconds: 5,
+  healthTimeoutSeconds: 3,
+};
+
+/** Repeatable values may come as arrays, or (from env) as one string separated by spaces or ';'. */
+function list<T>(value: T | T[] | undefined): T[] {
+  if (value === undefined) return [];
+  const items: T[] = Array.isArray(value) ? value : [value];
+  return items.flatMap((v): T[] => (typeof v === "string" ? (v.split(/[\s;]+/).filter((s) => s !== "") as T[]) : [v]));
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(`--${flag} must be one of ${allowed.join(", ")} (got '${value}')`);
+  }
+  return value as T;
+}
+
+function seconds(flag: string, value: number | string | undefined, fallback: number, min = 0): number {
+  const n = value === undefined ? fallback : Number(value);
+  if (!Number.isFinite(n) || n < min) throw new ConfigError(`--${flag} must be a number of seconds >= ${min} (got '${value}')`);
+  return Math.round(n * 1000);
+}
+
+function positiveInt(flag: string, value: number | string | undefined, fallback: number): number {
+  const n = value === undefined ? fallback : Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${flag} must be a positive integer (got '${value}')`);
+  return n;
+}
+
+function hostPort(flag: string, text: string): HostPort {
+  const hp = parseHostPort(text);
+  if (hp === null) throw new ConfigError(`--${flag}: '${text}' is not HOST:PORT`);
+  return hp;
+}
+
+/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P]` */
+export function parseListen(text: string, defaults: { mode: Mode; phase: Phase }): ListenerConfig {
+  const [address = "", ...options] = text.split(",");
+  const match = /^(?:([a-z-]+):\/\/)?(.+)$/.exec(address.trim());
+  const kind = oneOf("listen", match?.[1] ?? "starttls", ["starttls", "direct-tls"] as const);
+  const { host, port } = hostPort("listen", match?.[2] ?? "");
+  const listener: ListenerConfig = { name: text, kind, host, port, mode: defaults.mode, phase: defaults.phase };
+  for (const option of options) {
+    const [key, value = ""] = option.split("=", 2);
+    if (key === "mode") listener.mode = oneOf("listen mode", value, ["redirect", "forward"] as const);
+    else if (key === "phase") listener.phase = oneOf("listen phase", value, ["open", "login"] as const);
+    else throw new ConfigError(`--listen: unknown option '${key}' in '${text}' (mode=, phase=)`);
+  }
+  return listener;
+}
+
+const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains"];
+
+/** `id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]`, or the same as an object. */
+export function parseNode(input: string | Record<string, unknown>): NodeSpec {
+  const fields: Record<string, string> = {};
+  const label = typeof input === "string" ? input : JSON.stringify(input);
+  if (typeof input === "string") {
+    for (const part of input.split(",")) {
+      const eq = part.indexOf("=");
+      if (eq <= 0) throw new ConfigError(`--node: '${part}' is not key=value in '${label}'`);
+      fields[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+    }
+  } else {
+    for (const [k, v] of Object.entries(input)) fields[k] = Array.isArray(v) ? v.join("+") : String(v);
+  }
+  for (const key of Object.keys(fields)) {
+    if (!NODE_KEYS.includes(key)) throw new ConfigError(`--node: unknown key '${key}' in '${label}' (${NODE_KEYS.join(", ")})`);
+  }
+  const { id, internal, external } = fields;
+  if (!id || !/^[A-Za-z0-9._-]+$/.test(id)) throw new ConfigError(`--node: id= is required (letters, digits, . _ -) in '${label}'`);
+  if (!internal) throw new ConfigError(`--node ${id}: internal=HOST:PORT is required`);
+  const internalHp = hostPort("node internal", internal);
+  const externalHp = external ? hostPort("node external", external) : internalHp;
+  const weight = fields.weight === undefined ? 1 : Number(fields.weight);
+  if (!Number.isFinite(weight) || weight <= 0) throw new ConfigError(`--node ${id}: weight must be a positive number`);
+  const node: NodeSpec = {
+    id,
+    internal: internalHp,
+    external: externalHp,
+    weight,
+    domains: (fields.domains ?? "").split("+").filter((d) => d !== "").map(normalizeDomain),
+  };
+  if (fields.zone) node.zone = fields.zone;
+  return node;
+}
+
+/** Validates flag-shaped input into a BalancerConfig; throws ConfigError with one clear sentence. */
+export function resolveConfig(input: ConfigInput): BalancerConfig {
+  const mode = oneOf("mode", input.mode ?? DEFAULTS.mode, ["redirect", "forward"] as const);
+  const phase = oneOf("phase", input.phase ?? DEFAULTS.phase, ["open", "login"] as const);
+  const listenTexts = list(input.listen);
+  const listeners = (listenTexts.length > 0 ? listenTexts : [DEFAULTS.listen]).map((t) => parseListen(t, { mode, phase }));
+
+  const nodes = list(input.node).map(parseNode);
+  const ids = new Set<string>();
+  for (const n of nodes) {
+    if (ids.has(n.id)) throw new ConfigError(`--node: id '${n.id}' is given twice`);
+    ids.add(n.id);
+  }
+
+  const domains = [...new Set([...list(input.domain).map(normalizeDomain), ...nodes.flatMap((n) => n.domains)])];
+  if (domains.length === 0) throw new ConfigError("--domain is required: the XMPP domain(s) this cluster serves");
+
+  const store = input.store ?? "memory";
+  if (store !== "memory") throw new ConfigError(`--store '${store}' is not supported yet: use --store memory`);
+
+  const mechanisms = list<string>(input.saslMechanisms).map((m) => m.toUpperCase());
+  for (const m of mechanisms) {
+    if (m.endsWith("-PLUS")) throw new ConfigError(`--sasl-mechanisms: ${m} cannot be offered: TLS ends at the balancer, so channel binding cannot hold end to end`);
+    if (!isSupportedMechanism(m)) throw new ConfigError(`--sasl-mechanisms: '${m}' is not supported (PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512, ANONYMOUS)`);
+  }
+
+  if ((input.tlsCert === undefined) !== (input.tlsKey === undefined)) {
+    throw new ConfigError("--tls-cert and --tls-key go together");
+  }
+  const allowPlaintext = input.allowPlaintext === true;
+  if (input.tlsCert === undefined && !allowPlaintext) {
+    throw new ConfigError("--tls-cert and --tls-key are required (or --allow-plaintext, for a test bed only)");
+  }
+  if (input.tlsCert === undefined && listeners.some((l) => l.kind === "direct-tls")) {
+    throw new ConfigError("a direct-tls:// listener needs --tls-cert and --tls-key");
+  }
+
+  const config: BalancerConfig = {
+    listeners,
+    domains,
+    allowPlaintext,
+    nodes,
+    store: "memory",
+    strategy: oneOf("strategy", input.strategy ?? DEFAULTS.strategy, STRATEGIES),
+    saslMechanisms: (mechanisms.length > 0 ? mechanisms : DEFAULTS.saslMechanisms) as Mechanism[],
+    backendTls: input.backendTls === true,
+    logLevel: oneOf("log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
+    affinityGraceMs: seconds("affinity-ttl", input.affinityTtl, DEFAULTS.affinityTtlSeconds),
+    loginTimeoutMs: seconds("login-timeout", input.loginTimeout, DEFAULTS.loginTimeoutSeconds, 0.1),
+    dialTimeoutMs: seconds("dial-timeout", input.dialTimeout, DEFAULTS.dialTimeoutSeconds, 0.1),
+    maxPreAuthBytes: positiveInt("max-preauth-bytes", input.maxPreauthBytes, DEFAULTS.maxPreauthBytes),
+    maxHeaderBytes: positiveInt("max-header-bytes", input.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
+    healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),
+    healthTimeoutMs: seconds("health-timeout", input.healthTimeout, DEFAULTS.healthTimeoutSeconds, 0.1),
+  };
+  if (input.tlsCert !== undefined && input.tlsKey !== undefined) config.tls = { certFile: input.tlsCert, keyFile: input.tlsKey };
+  if (input.backendCa !== undefined) config.backendCa = input.backendCa;
+  if (input.metrics !== undefined) config.metrics = hostPort("metrics", input.metrics);
+  if (input.zone !== undefined) config.zone = input.zone;
+  return config;
+}

@@ -1,0 +1,144 @@
+import { readFileSync } from "node:fs";
+import type net from "node:net";
+import type http from "node:http";
+import type { HostPort } from "./cluster/address.js";
+import { NodeTable } from "./cluster/node.js";
+import type { BalancerConfig } from "./config.js";
+import { startAdminHttp } from "./control/admin-http.js";
+import { NodeHealth } from "./control/health.js";
+import { ConfigError } from "./errors.js";
+import { listen, type BoundListener } from "./listener/listener.js";
+import { TlsContextHolder } from "./listener/tls-context.js";
+import { createLogger, type Logger } from "./log.js";
+import { Metrics } from "./metrics.js";
+import { Router } from "./router/router.js";
+import { strategyByName } from "./router/strategies.js";
+import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
+import { Handoff } from "./session/handoff.js";
+import { MemoryStore } from "./store/memory-store.js";
+import type { ClusterStore } from "./store/store.js";
+import { dialNode } from "./upstream/node-stream.js";
+
+export type { BalancerConfig, ConfigInput, ListenerConfig } from "./config.js";
+export { resolveConfig } from "./config.js";
+export { ConfigError, SaslError, StreamError, UpstreamError, XmppLbError } from "./errors.js";
+
+export interface Balancer {
+  /** Bound listeners with their real addresses (port 0 resolved). */
+  readonly listeners: readonly BoundListener[];
+  /** Where /metrics, /healthz and /nodes answer, when --metrics is set. */
+  readonly adminAddress: HostPort | undefined;
+  readonly router: Router;
+  readonly store: ClusterStore;
+  readonly metrics: Metrics;
+  readonly health: NodeHealth;
+  /** Re-reads the TLS certificate and key (new connections only). */
+  reloadTls(): void;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+export interface BalancerDeps {
+  logger?: Logger;
+  store?: ClusterStore;
+}
+
+/** How many SASL attempts the balancer refuses itself before it closes the stream. */
+const MAX_SASL_FAILURES = 3;
+/** Consecutive failed probes before an up node is taken out. */
+const HEALTH_FALL = 2;
+
+/** Starts a balancer: listeners, routing over the store, health probes and the admin endpoint. */
+export async function createBalancer(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
+  const log = deps.logger ?? createLogger(config.logLevel);
+  const metrics = new Metrics();
+  const tlsHolder = config.tls === undefined ? undefined : new TlsContextHolder(config.tls);
+  let backendCa: Buffer | undefined;
+  if (config.backendCa !== undefined) {
+    try {
+      backendCa = readFileSync(config.backendCa);
+    } catch (err) {
+      throw new ConfigError(`cannot read --backend-ca: ${(err as Error).message}`);
+    }
+  }
+
+  const store = deps.store ?? new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
+  const table = NodeTable.fromSpecs(await store.listNodes());
+  const router = new Router(store, strategyByName(config.strategy), table, config.zone);
+  const dialOptions = { tls: config.backendTls, ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
+  const health = new NodeHealth(
+    router,
+    {
+      intervalMs: config.healthIntervalMs,
+      fall: HEALTH_FALL,
+      probe: async (node) => {
+        const { socket } = await dialNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain: node.domains[0] ?? config.domains[0]!, openStream: true });
+        socket.end("</stream:stream>");
+        socket.destroySoon();
+      },
+    },
+    metrics,
+    log.child({ component: "health" }),
+  );
+  const handoff = new Handoff(router, store, health, metrics, dialOptions);
+
+  const domains = new Set(config.domains);
+  const open = new Set<net.Socket>();
+  let nextId = 0;
+  const listeners: BoundListener[] = [];
+  let admin: { server: http.Server; address: HostPort } | undefined;
+  const closeAll = async (): Promise<void> => {
+    health.stop();
+    await Promise.all(listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve()))));
+    for (const socket of open) socket.destroy();
+    if (admin !== undefined) await new Promise<void>((resolve) => admin!.server.close(() => resolve()));
+    await store.close();
+  };
+
+  try {
+    for (const listenerConfig of config.listeners) {
+      const settings: DialogueSettings = {
+        listener: listenerConfig,
+        domains,
+        mechanisms: config.saslMechanisms,
+        allowPlaintext: config.allowPlaintext,
+        secureContext: () => tlsHolder?.current,
+        loginTimeoutMs: config.loginTimeoutMs,
+        maxPreAuthBytes: config.maxPreAuthBytes,
+        maxHeaderBytes: config.maxHeaderBytes,
+        maxSaslFailures: MAX_SASL_FAILURES,
+      };
+      const bound = await listen(listenerConfig, (socket) => {
+        open.add(socket);
+        socket.once("close", () => open.delete(socket));
+        metrics.activeConnections.inc({ listener: listenerConfig.name });
+        const connLog = log.child({ conn: (++nextId).toString(36), client: `${socket.remoteAddress}:${socket.remotePort}`, listener: listenerConfig.name });
+        new PreAuthDialogue(socket, settings, handoff, metrics, connLog);
+      });
+      listeners.push(bound);
+      log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");
+    }
+    if (config.metrics !== undefined) {
+      admin = await startAdminHttp(config.metrics, { metrics, router, store });
+      log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
+    }
+  } catch (err) {
+    await closeAll();
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") throw new ConfigError(`cannot listen: ${e.message}`);
+    throw err;
+  }
+  if (table.nodes.length === 0) log.warn("no cluster nodes are configured (--node): every login will fail");
+  health.start();
+
+  return {
+    listeners,
+    adminAddress: admin?.address,
+    router,
+    store,
+    metrics,
+    health,
+    reloadTls: () => tlsHolder?.reload(),
+    close: closeAll,
+  };
+}

@@ -1,0 +1,27 @@
+import net from "node:net";
+import type { ListenerConfig } from "../config.js";
+
+export interface BoundListener {
+  config: ListenerConfig;
+  server: net.Server;
+  /** The address actually bound (port 0 resolved). */
+  address: { host: string; port: number };
+}
+
+/**
+ * Binds one listener. Every kind is a plain TCP server: TLS (direct or after
+ * STARTTLS) is layered on by the dialogue, which leaves room for a PROXY
+ * protocol header to be read before it.
+ */
+export function listen(config: ListenerConfig, onConnection: (socket: net.Socket) => void): Promise<BoundListener> {
+  return new Promise((resolve, reject) => {
+    // Half-open connections are kept: a client's FIN is passed on to its node, not answered for it.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConnection);
+    server.once("error", reject);
+    server.listen({ host: config.host, port: config.port, backlog: 1024 }, () => {
+      server.off("error", reject);
+      const addr = server.address() as net.AddressInfo;
+      resolve({ config, server, address: { host: addr.address, port: addr.port } });
+    });
+  });
+}

@@ -1,0 +1,71 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export type ConnectionOutcome = "redirected" | "forwarded" | "rejected" | "failed" | "abandoned";
+
+/** The balancer's Prometheus metrics, on a Registry it owns (never the global one). */
+export class Metrics {
+  readonly registry: Registry;
+  readonly connections: Counter<"listener" | "outcome">;
+  readonly activeConnections: Gauge<"listener">;
+  readonly routingDuration: Histogram<"via">;
+  readonly forwardedActive: Gauge<"node">;
+  readonly nodeUp: Gauge<"node">;
+  readonly dialFailures: Counter<"node">;
+  readonly streamErrors: Counter<"condition">;
+  readonly relayBytes: Counter<"direction">;
+
+  constructor(registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.connections = new Counter({
+      name: "xmpp_lb_connections_total",
+      help: "Client connections by listener and outcome (redirected, forwarded, rejected, failed, abandoned)",
+      labelNames: ["listener", "outcome"],
+      registers,
+    });
+    this.activeConnections = new Gauge({
+      name: "xmpp_lb_active_connections",
+      help: "Client connections open now, in the pre-auth dialogue or forwarded",
+      labelNames: ["listener"],
+      registers,
+    });
+    this.routingDuration = new Histogram({
+      name: "xmpp_lb_routing_decision_seconds",
+      help: "Time to choose a node for a login (directory lookup, strategy, claim)",
+      labelNames: ["via"],
+      buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers,
+    });
+    this.forwardedActive = new Gauge({
+      name: "xmpp_lb_forwarded_connections",
+      help: "Forwarded connections open now, per node",
+      labelNames: ["node"],
+      registers,
+    });
+    this.nodeUp = new Gauge({
+      name: "xmpp_lb_node_up",
+      help: "1 when the node takes new users (up), 0 when down or draining",
+      labelNames: ["node"],
+      registers,
+    });
+    this.dialFailures = new Counter({
+      name: "xmpp_lb_node_dial_failures_total",
+      help: "Failed attempts to open a stream to a node for a client",
+      labelNames: ["node"],
+      registers,
+    });
+    this.streamErrors = new Counter({
+      name: "xmpp_lb_stream_errors_total",
+      help: "Stream errors the balancer sent to clients, by RFC 6120 condition",
+      labelNames: ["condition"],
+      registers,
+    });
+    this.relayBytes = new Counter({
+      name: "xmpp_lb_relay_bytes_total",
+      help: "Bytes relayed on forwarded connections after the decision (counted when a connection closes)",
+      labelNames: ["direction"],
+      registers,
+    });
+    collectDefaultMetrics({ register: registry, prefix: "xmpp_lb_" });
+  }
+}

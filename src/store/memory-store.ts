@@ -1,0 +1,132 @@
+import type { NodeSpec } from "../cluster/node.js";
+import type { ClusterStore, StoreOptions } from "./store.js";
+
+interface DirectoryEntry {
+  node: string;
+  /** Open forwarded connections of this JID (any node). */
+  open: number;
+  /** When the entry may be forgotten, once `open` is 0. */
+  expiresAt: number;
+}
+
+interface RedirectHold {
+  node: string;
+  until: number;
+}
+
+/**
+ * The embedded store: one balancer instance, nodes fixed at start. A claim is
+ * atomic because it runs to completion on the event loop.
+ */
+export class MemoryStore implements ClusterStore {
+  readonly kind = "memory";
+  private readonly directory = new Map<string, DirectoryEntry>();
+  private readonly connections = new Map<string, number>();
+  private readonly redirectLoad = new Map<string, number>();
+  /** Redirect holds in expiry order (all last the same grace period). */
+  private readonly holds: RedirectHold[] = [];
+  private holdsHead = 0;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly nodes: readonly NodeSpec[],
+    private readonly options: StoreOptions,
+    private readonly now: () => number = Date.now,
+  ) {
+    // Forget idle entries in the background so the directory does not grow without bound.
+    this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(60_000, options.affinityGraceMs))).unref();
+  }
+
+  async listNodes(): Promise<NodeSpec[]> {
+    return [...this.nodes];
+  }
+
+  async lookup(jid: string): Promise<string | null> {
+    return this.live(jid)?.node ?? null;
+  }
+
+  async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string> {
+    const entry = this.live(jid);
+    if (entry === undefined) {
+      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityGraceMs });
+      return nodeId;
+    }
+    if (entry.node !== nodeId && replace.includes(entry.node)) entry.node = nodeId;
+    return entry.node;
+  }
+
+  async connectionOpened(jid: string | null, nodeId: string): Promise<void> {
+    this.connections.set(nodeId, (this.connections.get(nodeId) ?? 0) + 1);
+    if (jid === null) return;
+    const entry = this.live(jid);
+    if (entry === undefined) this.directory.set(jid, { node: nodeId, open: 1, expiresAt: Infinity });
+    else entry.open += 1;
+  }
+
+  async connectionClosed(jid: string | null, nodeId: string): Promise<void> {
+    const count = (this.connections.get(nodeId) ?? 1) - 1;
+    if (count > 0) this.connections.set(nodeId, count);
+    else this.connections.delete(nodeId);
+    if (jid === null) return;
+    const entry = this.directory.get(jid);
+    if (entry === undefined) return;
+    entry.open = Math.max(0, entry.open - 1);
+    if (entry.open === 0) entry.expiresAt = this.now() + this.options.affinityGraceMs;
+  }
+
+  async redirected(jid: string | null, nodeId: string): Promise<void> {
+    const until = this.now() + this.options.affinityGraceMs;
+    this.holds.push({ node: nodeId, until });
+    this.redirectLoad.set(nodeId, (this.redirectLoad.get(nodeId) ?? 0) + 1);
+    if (jid === null) return;
+    const entry = this.live(jid);
+    if (entry !== undefined && entry.open === 0) entry.expiresAt = Math.max(entry.expiresAt, until);
+  }
+
+  async loads(): Promise<ReadonlyMap<string, number>> {
+    this.expireHolds();
+    const total = new Map(this.connections);
+    for (const [node, n] of this.redirectLoad) total.set(node, (total.get(node) ?? 0) + n);
+    return total;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+
+  /** Number of JIDs in the directory (for tests and /nodes). */
+  get size(): number {
+    return this.directory.size;
+  }
+
+  private live(jid: string): DirectoryEntry | undefined {
+    const entry = this.directory.get(jid);
+    if (entry !== undefined && entry.open === 0 && entry.expiresAt <= this.now()) {
+      this.directory.delete(jid);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private expireHolds(): void {
+    const now = this.now();
+    while (this.holdsHead < this.holds.length && this.holds[this.holdsHead]!.until <= now) {
+      const { node } = this.holds[this.holdsHead++]!;
+      const n = (this.redirectLoad.get(node) ?? 1) - 1;
+      if (n > 0) this.redirectLoad.set(node, n);
+      else this.redirectLoad.delete(node);
+    }
+    if (this.holdsHead > 1024 && this.holdsHead * 2 > this.holds.length) {
+      this.holds.splice(0, this.holdsHead);
+      this.holdsHead = 0;
+    }
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [jid, entry] of this.directory) {
+      if (entry.open === 0 && entry.expiresAt <= now) this.directory.delete(jid);
+    }
+    this.expireHolds();
+  }
+}

@@ -1,0 +1,7 @@
+/** XML namespaces of the c2s pre-auth dialogue (RFC 6120). */
+export const NS_CLIENT = "jabber:client";
+export const NS_STREAM = "http://etherx.jabber.org/streams";
+export const NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams";
+export const NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls";
+export const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
+export const NS_XML = "http://www.w3.org/XML/1998/namespace";
