@@ -36,6 +36,8 @@ export class StreamReader {
   private stopped = false;
   private failure: StreamError | null = null;
   private started = false;
+  /** Whether the first non-space byte of this stream has been seen (and was '<'). */
+  private opened = false;
 
   constructor(
     private readonly handler: StreamHandler,
@@ -68,6 +70,7 @@ export class StreamReader {
     this.headerSegments = [];
     this.headerBytes = 0;
     this.started = false;
+    this.opened = false;
     this.stopped = false;
     this.failure = null;
   }
@@ -77,6 +80,7 @@ export class StreamReader {
    * (possibly empty), or undefined when everything was read. Throws StreamError.
    */
   push(chunk: Buffer): Buffer | undefined {
+    if (!this.opened) this.checkOpening(chunk);
     const data = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     this.pending = null;
     this.stopped = false;
@@ -117,6 +121,20 @@ export class StreamReader {
       throw new StreamError("not-well-formed", message, { cause: err });
     }
     if (this.failure !== null) throw this.failure;
+  }
+
+  /**
+   * A stream starts with '<' (after optional whitespace): anything else (an
+   * HTTP request, a TLS ClientHello on a STARTTLS port, binary) is refused at
+   * once instead of waiting for a '>' that may never come.
+   */
+  private checkOpening(chunk: Buffer): void {
+    for (const byte of chunk) {
+      if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+      if (byte !== 0x3c) throw new StreamError("not-well-formed", "this is not an XML stream");
+      this.opened = true;
+      return;
+    }
   }
 
   /** Bytes received but not yet parsed (no '>' yet): they belong to whoever takes the transport over. */

@@ -1,0 +1,46 @@
+import { client, xml, type Client } from "@xmpp/client";
+import { DOMAIN } from "./raw.js";
+
+export interface LoginOptions {
+  port: number;
+  username: string;
+  password: string;
+  resource?: string;
+  directTls?: boolean;
+  /** Keep @xmpp/client's automatic reconnect (for resumption); off by default so a test's client stays put. */
+  reconnect?: boolean;
+}
+
+/** Logs a real @xmpp/client in through the balancer; resolves once the resource is bound. */
+export async function login(opts: LoginOptions): Promise<Client> {
+  const xmpp = client({
+    service: `${opts.directTls ? "xmpps" : "xmpp"}://127.0.0.1:${opts.port}`,
+    domain: DOMAIN,
+    username: opts.username,
+    password: opts.password,
+    resource: opts.resource,
+  });
+  if (!opts.reconnect) xmpp.reconnect.stop();
+  xmpp.on("error", () => {});
+  await xmpp.start();
+  return xmpp;
+}
+
+/** The node a client is on: each test node names itself in disco#info (Prosody's `name` option). */
+export async function nodeOf(xmpp: Client): Promise<string> {
+  const result = await xmpp.iqCaller.request(xml("iq", { type: "get", to: DOMAIN }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" })), 5000);
+  const identity = result.getChild("query")?.getChildren("identity").find((i) => i.attrs.category === "server");
+  if (identity?.attrs.name === undefined) throw new Error(`no server identity in ${result.toString()}`);
+  return identity.attrs.name;
+}
+
+/** Where the client's TCP connection finally went (after any redirect). */
+export function remoteOf(xmpp: Client): { host: string; port: number } {
+  const socket = xmpp.socket?.socket ?? (xmpp.socket as unknown as import("node:net").Socket | null);
+  if (!socket?.remoteAddress || !socket.remotePort) throw new Error("client has no socket");
+  return { host: socket.remoteAddress, port: socket.remotePort };
+}
+
+export async function stopAll(clients: Client[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.stop().catch(() => {})));
+}
