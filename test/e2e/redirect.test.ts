@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Client } from "@xmpp/client";
+import { startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
+import { login, nodeOf, remoteOf, stopAll } from "../support/clients.js";
+import { startBalancer, type TestBalancer } from "../support/balancer.js";
+import { RawXmpp, plainAuth } from "../support/raw.js";
+
+const PASSWORD = "battery staple";
+
+/**
+ * Redirect mode against real Prosody nodes, each with an internal address
+ * (127.0.1.N, probed by the balancer) and an external one (127.0.2.N:5222):
+ * clients must end up on the external one.
+ */
+describe("redirect mode", () => {
+  let cluster: ProsodyCluster;
+  let lb: TestBalancer;
+  const nodeFlags = (): string[] => cluster.nodes.map((n) => `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${n.external.host}:${n.external.port}`);
+  const clients: Client[] = [];
+
+  before(async () => {
+    cluster = await startProsodyCluster({ count: 2, users: ["frank", "grace", "heidi"].map((u) => [u, PASSWORD]) });
+    lb = await startBalancer({ mode: "redirect", node: nodeFlags() });
+  });
+  after(async () => {
+    await stopAll(clients);
+    await lb?.close();
+    await cluster?.stop();
+  });
+
+  it("sends see-other-host with the node's external address after the SASL <auth/>", async () => {
+    const c = await RawXmpp.connect(lb.port);
+    await c.secureStream();
+    c.send(plainAuth("frank", PASSWORD));
+    await c.closed;
+    const target = /<see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>([^<]+)<\/see-other-host>/.exec(c.received)?.[1];
+    const chosen = lb.balancer.router.table.get((await lb.balancer.store.lookup("frank@lb.test"))!)!;
+    assert.equal(target, `${chosen.external.host}:${chosen.external.port}`);
+    assert.match(c.received, /<\/stream:error><\/stream:stream>$/);
+  });
+
+  it("@xmpp/client follows the redirect and binds on the chosen node's external address", async () => {
+    const xmpp = await login({ port: lb.port, username: "grace", password: PASSWORD });
+    clients.push(xmpp);
+    const nodeId = await nodeOf(xmpp);
+    const node = cluster.nodes.find((n) => n.id === nodeId)!;
+    assert.deepEqual(remoteOf(xmpp), { host: node.external.host, port: node.external.port });
+    assert.equal(await lb.balancer.store.lookup("grace@lb.test"), nodeId);
+    // A second resource is sent to the same node.
+    const second = await login({ port: lb.port, username: "grace", password: PASSWORD, resource: "two" });
+    clients.push(second);
+    assert.equal(await nodeOf(second), nodeId);
+  });
+
+  it("redirects at the stream header in phase open when it carries from=", async () => {
+    const open = await startBalancer({ mode: "redirect", phase: "open", node: nodeFlags() });
+    try {
+      const c = await RawXmpp.connect(open.port);
+      await c.secureStream(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='lb.test' from='heidi@lb.test' version='1.0'>`).catch(() => undefined);
+      await c.closed;
+      assert.match(c.received, /^<\?xml version='1.0'\?><stream:stream [^>]*><stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>127\.0\.2\.\d:5222<\/see-other-host>/);
+      assert.doesNotMatch(c.received, /stream:features/, "no features: the decision came at the header");
+    } finally {
+      await open.close();
+    }
+  });
+});
