@@ -2,6 +2,8 @@ import { client, xml, type Client } from "@xmpp/client";
 import { DOMAIN } from "./raw.js";
 
 export interface LoginOptions {
+  /** Default 127.0.0.1 (the balancer under test). */
+  host?: string;
   port: number;
   username: string;
   password: string;
@@ -9,27 +11,40 @@ export interface LoginOptions {
   directTls?: boolean;
   /** Keep @xmpp/client's automatic reconnect (for resumption); off by default so a test's client stays put. */
   reconnect?: boolean;
+  /** Send `from='user@domain'` in the stream header, so phase open can decide on it. */
+  announceJid?: boolean;
 }
 
 /** Logs a real @xmpp/client in through the balancer; resolves once the resource is bound. */
 export async function login(opts: LoginOptions): Promise<Client> {
   const xmpp = client({
-    service: `${opts.directTls ? "xmpps" : "xmpp"}://127.0.0.1:${opts.port}`,
+    service: `${opts.directTls ? "xmpps" : "xmpp"}://${opts.host ?? "127.0.0.1"}:${opts.port}`,
     domain: DOMAIN,
     username: opts.username,
     password: opts.password,
     resource: opts.resource,
   });
   if (!opts.reconnect) xmpp.reconnect.stop();
+  if (opts.announceJid) {
+    // RFC 6120 4.7.1: a client that knows its JID may put it in `from` (after TLS); xmpp.js does not by itself.
+    const header = xmpp.headerElement.bind(xmpp);
+    xmpp.headerElement = () => {
+      const el = header();
+      el.attrs.from = `${opts.username}@${DOMAIN}`;
+      return el;
+    };
+  }
   xmpp.on("error", () => {});
   await xmpp.start();
   return xmpp;
 }
 
+const DISCO_INFO = "http://jabber.org/protocol/disco#info";
+
 /** The node a client is on: each test node names itself in disco#info (Prosody's `name` option). */
 export async function nodeOf(xmpp: Client): Promise<string> {
-  const result = await xmpp.iqCaller.request(xml("iq", { type: "get", to: DOMAIN }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" })), 5000);
-  const identity = result.getChild("query")?.getChildren("identity").find((i) => i.attrs.category === "server");
+  const result = await xmpp.iqCaller.request(xml("iq", { type: "get", to: DOMAIN }, xml("query", { xmlns: DISCO_INFO })), 5000);
+  const identity = result.getChild("query", DISCO_INFO)?.getChildren("identity").find((i) => i.attrs.category === "server");
   if (identity?.attrs.name === undefined) throw new Error(`no server identity in ${result.toString()}`);
   return identity.attrs.name;
 }

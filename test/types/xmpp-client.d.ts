@@ -18,6 +18,7 @@ declare module "@xmpp/client" {
     reconnect: EventEmitter & { delay: number; stop(): void };
     streamManagement: StreamManagement;
     iqCaller: { request(el: Element, timeout?: number): Promise<Element>; get(el: Element, to?: string, timeout?: number): Promise<Element> };
+    headerElement(): Element;
     start(): Promise<unknown>;
     stop(): Promise<void>;
     send(...el: Element[]): Promise<void>;
