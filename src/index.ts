@@ -89,9 +89,15 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   let admin: { server: http.Server; address: HostPort } | undefined;
   const closeAll = async (): Promise<void> => {
     health.stop();
-    await Promise.all(listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve()))));
+    // server.close() only calls back once every connection is gone: stop accepting, then close them.
+    const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     for (const socket of open) socket.destroy();
-    if (admin !== undefined) await new Promise<void>((resolve) => admin!.server.close(() => resolve()));
+    await Promise.all(closed);
+    if (admin !== undefined) {
+      const adminClosed = new Promise<void>((resolve) => admin!.server.close(() => resolve()));
+      admin.server.closeAllConnections();
+      await adminClosed;
+    }
     await store.close();
   };
 
