@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import type { Element } from "@xmpp/xml";
 import { performance } from "node:perf_hooks";
 import type { NodeView } from "../cluster/node.js";
 import type { NodeHealth } from "../control/health.js";
@@ -42,6 +43,21 @@ export class Handoff {
     private readonly options: HandoffOptions,
   ) {}
 
+  /** Nodes already warned about offering channel binding (once per node is enough). */
+  private readonly warnedPlus = new Set<string>();
+
+  /** Configuration mistakes that break logins, said where an operator looks. */
+  private checkMechanisms(features: Element, nodeId: string, mechanism: string | undefined, log: Logger): void {
+    const offered = features.getChild("mechanisms", NS_SASL)?.getChildren("mechanism").map((m) => m.getText()) ?? [];
+    if (mechanism !== undefined && offered.length > 0 && !offered.includes(mechanism)) {
+      log.warn({ node: nodeId, mechanism, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms");
+    }
+    if (offered.some((m) => m.endsWith("-PLUS")) && !this.warnedPlus.has(nodeId)) {
+      this.warnedPlus.add(nodeId);
+      log.warn({ node: nodeId, offered }, "the node offers channel binding (-PLUS) to the balancer: SCRAM clients that support binding will be refused as a downgrade; disable -PLUS on the node");
+    }
+  }
+
   private async route(req: RouteRequest): Promise<RouteDecision | null> {
     const started = performance.now();
     const decision = await this.router.route(req);
@@ -84,10 +100,7 @@ export class Handoff {
         upstream.destroy();
         return { outcome: "abandoned" };
       }
-      const mechanisms = connection.features?.getChild("mechanisms", NS_SASL);
-      if (login.mechanism !== undefined && mechanisms !== undefined && !mechanisms.getChildren("mechanism").some((m) => m.getText() === login.mechanism)) {
-        log.warn({ node: node.id, mechanism: login.mechanism }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms");
-      }
+      if (connection.features !== undefined) this.checkMechanisms(connection.features, node.id, login.mechanism, log);
       upstream.setKeepAlive(true, 60_000);
       client.setKeepAlive(true, 60_000);
       if (connection.leftover.length > 0) client.write(connection.leftover);
