@@ -5,13 +5,15 @@
  * forwarded and once redirected. `npm run tour -- --keep` leaves everything
  * running until Ctrl-C, so any XMPP client can try it (user alice@localhost,
  * password "tour-password", server 127.0.0.1, port printed below; trust
- * examples/tls/ca.pem or accept the self-signed certificate).
+ * examples/tls/ca.pem or accept the self-signed certificate). It borrows the
+ * test suite's Prosody launcher and client helpers.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { client, xml, type Client } from "@xmpp/client";
+import { xml, type Client } from "@xmpp/client";
+import { login, nodeOf } from "../../test/support/clients.js";
 import { startProsodyCluster } from "../../test/support/prosody.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -54,34 +56,15 @@ while (ports.length < 2 || admin === 0) {
 }
 console.log(`   forward listener 127.0.0.1:${ports[0]}, redirect listener 127.0.0.1:${ports[1]}, admin http://127.0.0.1:${admin}/nodes`);
 
-async function connect(port: number, announceJid: boolean): Promise<Client> {
-  const xmpp = client({ service: `xmpp://127.0.0.1:${port}`, domain: DOMAIN, username: USER, password: PASSWORD });
-  xmpp.reconnect.stop();
-  if (announceJid) {
-    // Phase open decides on the JID in the stream header; xmpp.js sends none by itself.
-    const header = xmpp.headerElement.bind(xmpp);
-    xmpp.headerElement = () => {
-      const el = header();
-      el.attrs.from = `${USER}@${DOMAIN}`;
-      return el;
-    };
-  }
-  await xmpp.start();
-  return xmpp;
-}
-
-async function nodeName(xmpp: Client): Promise<string> {
-  const info = await xmpp.iqCaller.request(xml("iq", { type: "get", to: DOMAIN }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" })));
-  return info.getChild("query")?.getChildren("identity").find((i) => i.attrs.category === "server")?.attrs.name ?? "?";
-}
+const connect = (port: number, announceJid: boolean): Promise<Client> => login({ port, domain: DOMAIN, username: USER, password: PASSWORD, announceJid });
 
 say("logging alice in through the forward listener");
 const forwarded = await connect(ports[0]!, false);
-console.log(`   bound ${forwarded.jid} on node ${await nodeName(forwarded)}, connected to ${forwarded.socket?.socket?.remoteAddress}:${forwarded.socket?.socket?.remotePort} (the balancer)`);
+console.log(`   bound ${forwarded.jid} on node ${await nodeOf(forwarded)}, connected to ${forwarded.socket?.socket?.remoteAddress}:${forwarded.socket?.socket?.remotePort} (the balancer)`);
 
 say("logging alice in again through the redirect listener");
 const redirected = await connect(ports[1]!, true);
-console.log(`   bound ${redirected.jid} on node ${await nodeName(redirected)}, connected to ${redirected.socket?.socket?.remoteAddress}:${redirected.socket?.socket?.remotePort} (the node's external address)`);
+console.log(`   bound ${redirected.jid} on node ${await nodeOf(redirected)}, connected to ${redirected.socket?.socket?.remoteAddress}:${redirected.socket?.socket?.remotePort} (the node's external address)`);
 
 say("a message from one resource to the other, through the balancer and the node");
 const got = new Promise<string | null>((resolve) => forwarded.on("stanza", (s) => s.is("message") && resolve(s.getChildText("body"))));

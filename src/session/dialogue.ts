@@ -45,7 +45,8 @@ const CLOSE_GRACE_MS = 2000;
  */
 export class PreAuthDialogue implements StreamHandler {
   private socket: Socket;
-  private readonly reader: StreamReader;
+  /** Dropped once the connection is handed over: a forwarded session keeps no parser. */
+  private reader: StreamReader | null;
   private state: State = "header";
   private secure: boolean;
   private header: StreamHeader | undefined;
@@ -99,7 +100,7 @@ export class PreAuthDialogue implements StreamHandler {
     this.bytesSeen += chunk.length;
     try {
       if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
-      const rest = this.reader.push(chunk);
+      const rest = this.reader?.push(chunk);
       if (rest !== undefined) this.act(rest);
     } catch (err) {
       this.fail(err);
@@ -247,7 +248,7 @@ export class PreAuthDialogue implements StreamHandler {
     secure.once("close", () => raw.destroy());
     secure.once("secure", () => {
       this.secure = true;
-      this.reader.restart();
+      this.reader?.restart();
       this.header = undefined;
       this.headerSent = false;
       this.state = "header";
@@ -269,6 +270,7 @@ export class PreAuthDialogue implements StreamHandler {
         return;
       }
       this.state = "done";
+      this.reader = null;
       this.finish(result.outcome);
     } catch (err) {
       this.log.error({ err }, "handoff failed");

@@ -54,6 +54,20 @@ describe("forward mode", () => {
     assert.match(forwarded, /outcome="forwarded"} 1/);
   });
 
+  it("logs each decision with the JID, never a password or SASL payload, even at trace level", async () => {
+    const lines: string[] = [];
+    const lb = await startBalancer({ mode: "forward", node: nodeFlags(), saslMechanisms: ["PLAIN"] }, lines);
+    balancers.push(lb);
+    await connect(lb, "alice", { resource: "logcheck" });
+    const payload = Buffer.from(`\0alice\0${PASSWORD}`).toString("base64");
+    const text = lines.join("");
+    assert.match(text, /"msg":"forwarded"/);
+    assert.match(text, /"jid":"alice@lb.test"/);
+    assert.match(text, /"conn":"[0-9a-z]+","client":"127\.0\.0\.1:\d+","listener":"127\.0\.0\.1:0"/);
+    assert.ok(!text.includes(PASSWORD) && !text.includes(payload), "a password or SASL payload reached the log");
+    for (const line of lines) assert.ok((JSON.parse(line) as { level: number }).level < 50, `logged at error level: ${line}`);
+  });
+
   it("puts every resource of an account on one node, and carries messages both ways", async () => {
     const lb = await balancer();
     const phone = await connect(lb, "carol", { resource: "phone" });

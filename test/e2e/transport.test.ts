@@ -77,6 +77,11 @@ describe("transports and admin endpoint", () => {
     assert.match(metrics, /xmpp_lb_routing_decision_seconds_count\{via="strategy"\} 1/);
     assert.match(metrics, /xmpp_lb_node_up\{node="n1"\} 1/);
 
+    await xmpp.stop();
+    const gauges = async (): Promise<string> => (await (await fetch(`${base}/metrics`)).text()).split("\n").filter((l) => /^xmpp_lb_(active|forwarded)_connections\{/.test(l)).join("\n");
+    for (let i = 0; i < 50 && /} [1-9]/.test(await gauges()); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.doesNotMatch(await gauges(), /} [1-9]/, "connections are counted down when they close");
+
     for (const n of cluster.nodes) lb.balancer.health.markDown(n.id, "test");
     assert.equal((await fetch(`${base}/healthz`)).status, 503);
   });

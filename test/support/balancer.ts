@@ -13,11 +13,16 @@ export interface TestBalancer {
 
 /**
  * Starts a balancer in this process on loopback port 0, with the development
- * certificate. Logs go to stderr at XMPP_LB_TEST_LOG level (silent by default).
+ * certificate. Logs go to stdout at XMPP_LB_TEST_LOG level (silent by default),
+ * or into `logLines`.
  */
-export async function startBalancer(input: ConfigInput): Promise<TestBalancer> {
+export async function startBalancer(input: ConfigInput, logLines?: string[]): Promise<TestBalancer> {
   const config = resolveConfig({ listen: "127.0.0.1:0", domain: "lb.test", healthInterval: 1, ...TLS, ...input });
-  const logger = createLogger((process.env.XMPP_LB_TEST_LOG as "debug" | undefined) ?? "silent");
+  // With `logLines`, every log line (down to trace) is kept for the test to read.
+  const logger =
+    logLines === undefined
+      ? createLogger((process.env.XMPP_LB_TEST_LOG as "debug" | undefined) ?? "silent")
+      : createLogger("trace", { write: (line: string) => void logLines.push(line) });
   const balancer = await createBalancer(config, { logger });
   const ports = balancer.listeners.map((l) => l.address.port);
   return { balancer, port: ports[0]!, ports, close: () => balancer.close() };

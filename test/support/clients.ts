@@ -5,6 +5,8 @@ export interface LoginOptions {
   /** Default 127.0.0.1 (the balancer under test). */
   host?: string;
   port: number;
+  /** Default lb.test (the tests' domain). */
+  domain?: string;
   username: string;
   password: string;
   resource?: string;
@@ -19,7 +21,7 @@ export interface LoginOptions {
 export async function login(opts: LoginOptions): Promise<Client> {
   const xmpp = client({
     service: `${opts.directTls ? "xmpps" : "xmpp"}://${opts.host ?? "127.0.0.1"}:${opts.port}`,
-    domain: DOMAIN,
+    domain: opts.domain ?? DOMAIN,
     username: opts.username,
     password: opts.password,
     resource: opts.resource,
@@ -30,7 +32,7 @@ export async function login(opts: LoginOptions): Promise<Client> {
     const header = xmpp.headerElement.bind(xmpp);
     xmpp.headerElement = () => {
       const el = header();
-      el.attrs.from = `${opts.username}@${DOMAIN}`;
+      el.attrs.from = `${opts.username}@${opts.domain ?? DOMAIN}`;
       return el;
     };
   }
@@ -43,7 +45,7 @@ const DISCO_INFO = "http://jabber.org/protocol/disco#info";
 
 /** The node a client is on: each test node names itself in disco#info (Prosody's `name` option). */
 export async function nodeOf(xmpp: Client): Promise<string> {
-  const result = await xmpp.iqCaller.request(xml("iq", { type: "get", to: DOMAIN }, xml("query", { xmlns: DISCO_INFO })), 5000);
+  const result = await xmpp.iqCaller.request(xml("iq", { type: "get", to: xmpp.jid?.domain ?? DOMAIN }, xml("query", { xmlns: DISCO_INFO })), 5000);
   const identity = result.getChild("query", DISCO_INFO)?.getChildren("identity").find((i) => i.attrs.category === "server");
   if (identity?.attrs.name === undefined) throw new Error(`no server identity in ${result.toString()}`);
   return identity.attrs.name;
