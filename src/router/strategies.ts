@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { NodeView } from "../cluster/node.js";
 
 export type StrategyName = "least-conn" | "hash" | "random";
@@ -12,12 +11,48 @@ export interface Strategy {
   pick(candidates: readonly NodeView[], key: string, loads: ReadonlyMap<string, number>): NodeView;
 }
 
-/** A uniform number in (0, 1) from (key, node id): the same on every balancer instance. */
-function unitHash(key: string, nodeId: string): number {
-  const digest = createHash("md5").update(nodeId).update("\0").update(key).digest();
-  // 52 random bits, shifted off zero so that log() below is finite.
-  const hi = digest.readUInt32BE(0) >>> 12;
-  const lo = digest.readUInt32BE(4);
+/** murmur3's finalizer: full avalanche of a 32-bit value. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Two independent 32-bit hashes of a string (FNV-1a over UTF-16 units, then avalanched). */
+function hash2(text: string): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  return [fmix32(a), fmix32(b ^ 0x9e3779b9)];
+}
+
+const nodeHashes = new Map<string, [number, number]>();
+function nodeHash(id: string): [number, number] {
+  let h = nodeHashes.get(id);
+  if (h === undefined) {
+    h = hash2(`node:${id}`);
+    if (nodeHashes.size > 10_000) nodeHashes.clear(); // ids come from configuration; never let it grow without bound
+    nodeHashes.set(id, h);
+  }
+  return h;
+}
+
+/**
+ * A uniform number in (0, 1) from (key, node id), the same on every balancer
+ * instance: the key is hashed once per decision, each node's id once, and the
+ * pair is mixed with murmur3's finalizer (no crypto hash on the hot path).
+ */
+function unitHash(key: [number, number], nodeId: string): number {
+  const [c, d] = nodeHash(nodeId);
+  const hi = fmix32(Math.imul(key[0] ^ c, 0x9e3779b1) ^ key[1]) >>> 12; // 20 bits
+  const lo = fmix32(Math.imul(key[1] ^ d, 0x85ebca77) ^ key[0]); // 32 bits
+  // 52 bits, shifted off zero so that log() below is finite.
   return (hi * 2 ** 32 + lo + 0.5) / 2 ** 52;
 }
 
@@ -27,14 +62,15 @@ function unitHash(key: string, nodeId: string): number {
  * keys that node held.
  */
 export function rendezvousScore(key: string, node: NodeView): number {
-  return -node.weight / Math.log(unitHash(key, node.id));
+  return -node.weight / Math.log(unitHash(hash2(key), node.id));
 }
 
 function highestScore(candidates: readonly NodeView[], key: string): NodeView {
+  const keyHash = hash2(key);
   let best = candidates[0]!;
   let bestScore = -Infinity;
   for (const node of candidates) {
-    const score = rendezvousScore(key, node);
+    const score = -node.weight / Math.log(unitHash(keyHash, node.id));
     if (score > bestScore) {
       best = node;
       bestScore = score;

@@ -32,6 +32,11 @@ describe("hash strategy (weighted rendezvous)", () => {
     const counts = tally((k) => hashStrategy.pick(nodes, k, none), jids(3000));
     for (const n of nodes) assert.ok(Math.abs(counts.get(n.id)! - 1000) < 120, `${n.id}: ${counts.get(n.id)}`);
   });
+  it("stays even over many nodes", () => {
+    const many = Array.from({ length: 10 }, (_, i) => node(`node-${i}`));
+    const counts = tally((k) => hashStrategy.pick(many, k, none), jids(20000));
+    for (const n of many) assert.ok(Math.abs(counts.get(n.id)! - 2000) < 200, `${n.id}: ${counts.get(n.id)}`);
+  });
   it("follows weights", () => {
     const weighted = [node("n1", 3), node("n2", 1)];
     const counts = tally((k) => hashStrategy.pick(weighted, k, none), jids(4000));
