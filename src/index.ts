@@ -6,6 +6,7 @@ import { NodeTable } from "./cluster/node.js";
 import type { BalancerConfig } from "./config.js";
 import { startAdminHttp } from "./control/admin-http.js";
 import { NodeHealth } from "./control/health.js";
+import { OfferedMechanisms } from "./control/offered-mechanisms.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
@@ -32,6 +33,8 @@ export interface Balancer {
   readonly store: ClusterStore;
   readonly metrics: Metrics;
   readonly health: NodeHealth;
+  /** SASL mechanisms offered to clients now: the configured ones every node supports. */
+  readonly saslMechanisms: () => readonly string[];
   /** Re-reads the TLS certificate and key (new connections only). */
   reloadTls(): void;
   /** Stops listening and closes every connection. */
@@ -65,6 +68,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const store = deps.store ?? new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
   const table = NodeTable.fromSpecs(await store.listNodes());
   const router = new Router(store, strategyByName(config.strategy), table, config.zone);
+  const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
   const dialOptions = { tls: config.backendTls, ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
   const health = new NodeHealth(
     router,
@@ -72,9 +76,10 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       intervalMs: config.healthIntervalMs,
       fall: HEALTH_FALL,
       probe: async (node) => {
-        const { socket } = await dialNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain: node.domains[0] ?? config.domains[0]!, openStream: true });
+        const { socket, features } = await dialNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain: node.domains[0] ?? config.domains[0]!, openStream: true });
         socket.end("</stream:stream>");
         socket.destroySoon();
+        if (features !== undefined) offeredMechanisms.learn(node.id, features);
       },
     },
     metrics,
@@ -106,7 +111,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       const settings: DialogueSettings = {
         listener: listenerConfig,
         domains,
-        mechanisms: config.saslMechanisms,
+        mechanisms: () => offeredMechanisms.current,
         allowPlaintext: config.allowPlaintext,
         secureContext: () => tlsHolder?.current,
         loginTimeoutMs: config.loginTimeoutMs,
@@ -144,6 +149,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     store,
     metrics,
     health,
+    saslMechanisms: () => offeredMechanisms.current,
     reloadTls: () => tlsHolder?.reload(),
     close: closeAll,
   };

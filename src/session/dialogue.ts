@@ -18,7 +18,8 @@ import type { Handoff, Login } from "./handoff.js";
 export interface DialogueSettings {
   listener: ListenerConfig;
   domains: ReadonlySet<string>;
-  mechanisms: readonly Mechanism[];
+  /** SASL mechanisms to offer now (the configured ones that the nodes support). */
+  mechanisms: () => readonly Mechanism[];
   allowPlaintext: boolean;
   /** The current TLS context (reloadable), or undefined when the balancer has no certificate. */
   secureContext: () => tls.SecureContext | undefined;
@@ -54,6 +55,8 @@ export class PreAuthDialogue implements StreamHandler {
   private bytesSeen = 0;
   private saslFailures = 0;
   private mechanism: Mechanism | undefined;
+  /** What this connection's features offered (the nodes' support may change meanwhile). */
+  private offered: readonly Mechanism[] = [];
   private next: Next = null;
   private readonly timer: NodeJS.Timeout;
   private outcome: ConnectionOutcome | undefined;
@@ -160,13 +163,9 @@ export class PreAuthDialogue implements StreamHandler {
 
   private features(): string {
     const tlsAvailable = this.settings.secureContext() !== undefined;
-    if (!this.secure && tlsAvailable) {
-      return featuresXml({
-        starttls: this.settings.allowPlaintext ? "optional" : "required",
-        mechanisms: this.settings.allowPlaintext ? this.settings.mechanisms : [],
-      });
-    }
-    return featuresXml({ starttls: "none", mechanisms: this.settings.mechanisms });
+    this.offered = this.mayAuthenticate() ? this.settings.mechanisms() : [];
+    const starttls = this.secure || !tlsAvailable ? "none" : this.settings.allowPlaintext ? "optional" : "required";
+    return featuresXml({ starttls, mechanisms: this.offered });
   }
 
   private mayAuthenticate(): boolean {
@@ -188,7 +187,7 @@ export class PreAuthDialogue implements StreamHandler {
   private onAuth(el: Element): boolean {
     if (!this.mayAuthenticate()) throw new StreamError("policy-violation", "STARTTLS is required before login");
     const mechanism = el.attrs.mechanism ?? "";
-    const offered = this.settings.mechanisms.find((m) => m === mechanism);
+    const offered = this.offered.find((m) => m === mechanism);
     if (offered === undefined) {
       this.saslFailed(new SaslError("invalid-mechanism", `mechanism '${mechanism}' is not offered`));
       return false;
