@@ -67,6 +67,7 @@ export async function main(args: string[]): Promise<void> {
           .option("backend-ca", { type: "string", describe: "CA bundle to verify node certificates with (--backend-tls)" })
           .option("zone", { type: "string", describe: "this balancer's zone: nodes with the same zone= are preferred" })
           .option("affinity-ttl", { type: "number", default: DEFAULTS.affinityTtlSeconds, describe: "seconds a JID stays on its node after its last connection (resumption window)" })
+          .option("redirect-loop-window", { type: "number", default: DEFAULTS.redirectLoopWindowSeconds, describe: "seconds after a redirect in which the same client and JID coming back is forwarded instead (0: off)" })
           .option("login-timeout", { type: "number", default: DEFAULTS.loginTimeoutSeconds, describe: "seconds a client has to reach the decision" })
           .option("dial-timeout", { type: "number", default: DEFAULTS.dialTimeoutSeconds, describe: "seconds to connect to a node and open its stream" })
           .option("max-preauth-bytes", { type: "number", default: DEFAULTS.maxPreauthBytes, describe: "bytes a client may send before the decision" })

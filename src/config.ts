@@ -42,6 +42,8 @@ export interface BalancerConfig {
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;
   affinityGraceMs: number;
+  /** A client (address + JID) back within this time after a redirect is forwarded instead; 0 disables. */
+  redirectLoopWindowMs: number;
   loginTimeoutMs: number;
   dialTimeoutMs: number;
   maxPreAuthBytes: number;
@@ -69,6 +71,7 @@ export interface ConfigInput {
   logLevel?: string;
   zone?: string;
   affinityTtl?: number | string;
+  redirectLoopWindow?: number | string;
   loginTimeout?: number | string;
   dialTimeout?: number | string;
   maxPreauthBytes?: number | string;
@@ -85,6 +88,7 @@ export const DEFAULTS = {
   saslMechanisms: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"] as Mechanism[],
   logLevel: "info" as LogLevel,
   affinityTtlSeconds: 300,
+  redirectLoopWindowSeconds: 30,
   loginTimeoutSeconds: 30,
   dialTimeoutSeconds: 5,
   maxPreauthBytes: 65536,
@@ -225,6 +229,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     backendTls: input.backendTls === true,
     logLevel: oneOf("log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     affinityGraceMs: seconds("affinity-ttl", input.affinityTtl, DEFAULTS.affinityTtlSeconds),
+    redirectLoopWindowMs: seconds("redirect-loop-window", input.redirectLoopWindow, DEFAULTS.redirectLoopWindowSeconds),
     loginTimeoutMs: seconds("login-timeout", input.loginTimeout, DEFAULTS.loginTimeoutSeconds, 0.1),
     dialTimeoutMs: seconds("dial-timeout", input.dialTimeout, DEFAULTS.dialTimeoutSeconds, 0.1),
     maxPreAuthBytes: positiveInt("max-preauth-bytes", input.maxPreauthBytes, DEFAULTS.maxPreauthBytes),

@@ -16,6 +16,7 @@ import { Router } from "./router/router.js";
 import { strategyByName } from "./router/strategies.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
 import { Handoff } from "./session/handoff.js";
+import { RedirectMemory } from "./session/redirect-memory.js";
 import { MemoryStore } from "./store/memory-store.js";
 import type { ClusterStore } from "./store/store.js";
 import { dialNode } from "./upstream/node-stream.js";
@@ -85,7 +86,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     metrics,
     log.child({ component: "health" }),
   );
-  const handoff = new Handoff(router, store, health, metrics, dialOptions);
+  const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
+  const handoff = new Handoff(router, store, health, metrics, dialOptions, redirectMemory);
 
   const domains = new Set(config.domains);
   const open = new Set<net.Socket>();
@@ -94,6 +96,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   let admin: { server: http.Server; address: HostPort } | undefined;
   const closeAll = async (): Promise<void> => {
     health.stop();
+    redirectMemory.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     for (const socket of open) socket.destroy();

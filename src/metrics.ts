@@ -13,6 +13,7 @@ export class Metrics {
   readonly dialFailures: Counter<"node">;
   readonly streamErrors: Counter<"condition">;
   readonly relayBytes: Counter<"direction">;
+  readonly redirectLoops: Counter;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -64,6 +65,11 @@ export class Metrics {
       name: "xmpp_lb_relay_bytes_total",
       help: "Bytes relayed on forwarded connections after the decision (counted when a connection closes)",
       labelNames: ["direction"],
+      registers,
+    });
+    this.redirectLoops = new Counter({
+      name: "xmpp_lb_redirect_loops_total",
+      help: "Clients that came back within the redirect-loop window after a redirect, and were forwarded instead",
       registers,
     });
     collectDefaultMetrics({ register: registry, prefix: "xmpp_lb_" });

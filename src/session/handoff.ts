@@ -12,6 +12,7 @@ import { dialNode, type NodeDialOptions } from "../upstream/node-stream.js";
 import { relay } from "../upstream/relay.js";
 import { NS_SASL } from "../xmpp/namespaces.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
+import type { RedirectMemory } from "./redirect-memory.js";
 
 const REDIRECT_LINGER_MS = 5000;
 
@@ -41,6 +42,7 @@ export class Handoff {
     private readonly health: NodeHealth,
     private readonly metrics: Metrics,
     private readonly options: HandoffOptions,
+    private readonly redirects: RedirectMemory,
   ) {}
 
   /** Nodes already warned about offering channel binding (once per node is enough). */
@@ -66,6 +68,11 @@ export class Handoff {
   }
 
   async redirect(client: Socket, login: Login, log: Logger): Promise<HandoffResult> {
+    if (login.jid !== null && this.redirects.cameBack(client.remoteAddress ?? "", login.jid)) {
+      this.metrics.redirectLoops.inc();
+      log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
+      return this.forward(client, login, log);
+    }
     const decision = await this.route({ jid: login.jid, domain: login.domain });
     if (decision === null) return { outcome: "no-node" };
     const { node } = decision;

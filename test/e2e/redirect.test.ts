@@ -20,7 +20,7 @@ describe("redirect mode", () => {
   const clients: Client[] = [];
 
   before(async () => {
-    cluster = await startProsodyCluster({ count: 2, users: ["frank", "grace", "heidi"].map((u) => [u, PASSWORD]) });
+    cluster = await startProsodyCluster({ count: 2, users: ["frank", "grace", "heidi", "ivy"].map((u) => [u, PASSWORD]) });
     lb = await startBalancer({ mode: "redirect", node: nodeFlags() });
   });
   after(async () => {
@@ -38,6 +38,21 @@ describe("redirect mode", () => {
     const chosen = lb.balancer.router.table.get((await lb.balancer.store.lookup("frank@lb.test"))!)!;
     assert.equal(target, `${chosen.external.host}:${chosen.external.port}`);
     assert.match(c.received, /<\/stream:error><\/stream:stream>$/);
+  });
+
+  it("forwards a client that comes straight back after a redirect (a redirect loop), and counts it", async () => {
+    const loginOnce = async (): Promise<string> => {
+      const c = await RawXmpp.connect(lb.port);
+      await c.secureStream();
+      c.send(plainAuth("ivy", PASSWORD));
+      const text = await c.until(/see-other-host|<success/);
+      c.destroy();
+      return text;
+    };
+    assert.match(await loginOnce(), /<see-other-host/);
+    assert.match(await loginOnce(), /<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/, "the second time it is forwarded and logged in");
+    const loops = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_redirect_loops_total");
+    assert.match(loops, /xmpp_lb_redirect_loops_total 1/);
   });
 
   // xmpp.js 0.14 follows see-other-host only before SASL (a redirect after <auth/> leaves its first
