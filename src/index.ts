@@ -49,6 +49,8 @@ export interface BalancerDeps {
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
 const MAX_SASL_FAILURES = 3;
+/** How long close() lets pending stream errors flush before it destroys what is left. */
+const SHUTDOWN_FLUSH_MS = 1000;
 /** Consecutive failed probes before an up node is taken out. */
 const HEALTH_FALL = 2;
 
@@ -91,6 +93,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
 
   const domains = new Set(config.domains);
   const open = new Set<net.Socket>();
+  const dialogues = new Set<PreAuthDialogue>();
   let nextId = 0;
   const listeners: BoundListener[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
@@ -99,8 +102,14 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     redirectMemory.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
-    for (const socket of open) socket.destroy();
+    for (const dialogue of dialogues) if (!dialogue.settled) dialogue.shutdown();
+    for (const socket of open) if (!socket.writableEnded) socket.destroy();
+    // Let the <system-shutdown/> errors reach their clients, briefly.
+    const flushed = setTimeout(() => {
+      for (const socket of open) socket.destroy();
+    }, SHUTDOWN_FLUSH_MS);
     await Promise.all(closed);
+    clearTimeout(flushed);
     if (admin !== undefined) {
       const adminClosed = new Promise<void>((resolve) => admin!.server.close(() => resolve()));
       admin.server.closeAllConnections();
@@ -123,11 +132,15 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         maxSaslFailures: MAX_SASL_FAILURES,
       };
       const bound = await listen(listenerConfig, (socket) => {
-        open.add(socket);
-        socket.once("close", () => open.delete(socket));
         metrics.activeConnections.inc({ listener: listenerConfig.name });
         const connLog = log.child({ conn: (++nextId).toString(36), client: `${socket.remoteAddress}:${socket.remotePort}`, listener: listenerConfig.name });
-        new PreAuthDialogue(socket, settings, handoff, metrics, connLog);
+        const dialogue = new PreAuthDialogue(socket, settings, handoff, metrics, connLog);
+        open.add(socket);
+        dialogues.add(dialogue);
+        socket.once("close", () => {
+          open.delete(socket);
+          dialogues.delete(dialogue);
+        });
       });
       listeners.push(bound);
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");

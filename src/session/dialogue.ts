@@ -86,6 +86,7 @@ export class PreAuthDialogue implements StreamHandler {
 
   private readonly onClose = (): void => {
     clearTimeout(this.timer);
+    this.state = "done";
     if (this.outcome === undefined) this.finish("abandoned");
     this.metrics.activeConnections.dec({ listener: this.settings.listener.name });
   };
@@ -115,6 +116,16 @@ export class PreAuthDialogue implements StreamHandler {
     this.next = null;
     if (next?.kind === "starttls") this.upgradeToTls();
     else if (next?.kind === "decide") void this.decide(next.login, rest);
+  }
+
+  /** Whether the dialogue is over (handed over, refused, or the client left). */
+  get settled(): boolean {
+    return this.state === "done";
+  }
+
+  /** The balancer is stopping: a client still in the dialogue gets `<system-shutdown/>`. */
+  shutdown(): void {
+    this.fail(new StreamError("system-shutdown", "the service is shutting down"));
   }
 
   // --- StreamHandler -------------------------------------------------------

@@ -87,6 +87,16 @@ describe("pre-auth dialogue", () => {
     assert.equal(streamError(c.received), "connection-timeout");
   });
 
+  it("answers clients still in the dialogue with system-shutdown when the balancer stops", async () => {
+    const other = await startBalancer({ node: ["id=n1,internal=127.0.0.1:1"], healthInterval: 60 });
+    const c = await RawXmpp.connect(other.port);
+    c.send(STREAM_OPEN);
+    await c.until(/<\/stream:features>/);
+    await other.close();
+    await c.closed;
+    assert.equal(streamError(c.received), "system-shutdown");
+  });
+
   it("counts outcomes and stream errors in the metrics", async () => {
     const connections = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_connections_total");
     assert.match(connections, /listener="127.0.0.1:0",outcome="rejected"} (\d+)/);
