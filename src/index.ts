@@ -72,7 +72,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const table = NodeTable.fromSpecs(await store.listNodes());
   const router = new Router(store, strategyByName(config.strategy), table, config.zone);
   const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
-  const dialOptions = { tls: config.backendTls, ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
+  const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
   const health = new NodeHealth(
     router,
     {

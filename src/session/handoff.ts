@@ -45,8 +45,9 @@ export class Handoff {
     private readonly redirects: RedirectMemory,
   ) {}
 
-  /** Nodes already warned about offering channel binding (once per node is enough). */
+  /** Nodes already warned about (once per node is enough): offering channel binding, requiring TLS. */
   private readonly warnedPlus = new Set<string>();
+  private readonly warnedTls = new Set<string>();
 
   /** Configuration mistakes that break logins, said where an operator looks. */
   private checkMechanisms(features: Element, nodeId: string, mechanism: string | undefined, log: Logger): void {
@@ -108,6 +109,10 @@ export class Handoff {
         return { outcome: "abandoned" };
       }
       if (connection.features !== undefined) this.checkMechanisms(connection.features, node.id, login.mechanism, log);
+      if (connection.tlsRequiredByNode && !this.warnedTls.has(node.id)) {
+        this.warnedTls.add(node.id);
+        log.warn({ node: node.id }, "the node requires TLS before SASL: the balancer uses STARTTLS to it (--backend-tls makes this explicit; phase open needs it)");
+      }
       upstream.setKeepAlive(true, 60_000);
       client.setKeepAlive(true, 60_000);
       if (connection.leftover.length > 0) client.write(connection.leftover);

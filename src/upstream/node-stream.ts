@@ -3,14 +3,18 @@ import tls from "node:tls";
 import type { Element } from "@xmpp/xml";
 import type { HostPort } from "../cluster/address.js";
 import { StreamError, UpstreamError } from "../errors.js";
-import { NS_STREAM, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.js";
+import { NS_SASL, NS_STREAM, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.js";
 import { StreamReader } from "../xmpp/stream-reader.js";
 import { clientStreamOpenXml } from "../xmpp/stream-header.js";
 
 export interface NodeDialOptions {
   domain: string;
-  /** STARTTLS to the node before anything of the client's is sent. */
-  tls: boolean;
+  /**
+   * STARTTLS to the node before anything of the client's is sent: `always`
+   * (--backend-tls), or only `when-required` by the node (its STARTTLS is
+   * `<required/>`, or it offers no SASL mechanism without it).
+   */
+  tls: "always" | "when-required";
   /** CA for the node's certificate; without it the certificate is not verified (trusted network). */
   ca?: Buffer;
   timeoutMs: number;
@@ -25,6 +29,15 @@ export interface NodeConnection {
   features?: Element;
   /** Bytes the node sent after its features (normally none): they belong to the client. */
   leftover: Buffer;
+  /** Whether TLS was used because the node required it (not asked for). */
+  tlsRequiredByNode: boolean;
+}
+
+/** A node that insists on TLS before SASL: STARTTLS `<required/>`, or STARTTLS and no mechanisms. */
+function requiresTls(features: Element): boolean {
+  const starttls = features.getChild("starttls", NS_TLS);
+  if (starttls === undefined) return false;
+  return starttls.getChild("required") !== undefined || features.getChild("mechanisms", NS_SASL) === undefined;
 }
 
 type Event = { kind: "start"; el: Element } | { kind: "element"; el: Element } | { kind: "end" };
@@ -188,10 +201,12 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
   });
   const setup = async (): Promise<NodeConnection> => {
     socket = alive(await connectTcp(address));
-    if (!opts.tls && !opts.openStream) return { socket, leftover: Buffer.alloc(0) };
+    const always = opts.tls === "always";
+    if (!always && !opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
     const reader = new NodeStreamReader(socket, opts.maxHeaderBytes);
     let features = await reader.openStream(opts.domain);
-    if (opts.tls) {
+    const required = !always && requiresTls(features);
+    if (always || required) {
       if (features.getChild("starttls", NS_TLS) === undefined) {
         throw new UpstreamError("XMPP_LB_NODE_NO_TLS", "the node does not offer STARTTLS (--backend-tls)", true);
       }
@@ -200,13 +215,13 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
       if (!answer.is("proceed", NS_TLS)) throw new UpstreamError("XMPP_LB_NODE_TLS", "the node refused STARTTLS", true);
       reader.detach();
       socket = alive(await startTls(socket, opts));
-      if (!opts.openStream) return { socket, leftover: Buffer.alloc(0) };
+      if (!opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
       reader.attach(socket);
       reader.restart();
       features = await reader.openStream(opts.domain);
     }
     reader.detach();
-    return { socket, features, leftover: reader.takeUnread() };
+    return { socket, features, leftover: reader.takeUnread(), tlsRequiredByNode: required };
   };
   try {
     return await Promise.race([setup(), timeout]);

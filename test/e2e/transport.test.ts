@@ -60,6 +60,22 @@ describe("transports and admin endpoint", () => {
     c.destroy();
   });
 
+  it("uses STARTTLS to a node that requires TLS even without --backend-tls, and offers what it offers over TLS", async () => {
+    const strict = await startProsodyCluster({ count: 1, externalPort: 0, users: [["walter", PASSWORD]], extraConfig: "c2s_require_encryption = true" });
+    try {
+      const n = strict.nodes[0]!;
+      const lb = await startBalancer({ node: [`id=${n.id},internal=${n.internal.host}:${n.internal.port}`] });
+      balancers.push(lb);
+      for (let i = 0; i < 50 && lb.balancer.saslMechanisms().includes("SCRAM-SHA-256"); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(lb.balancer.saslMechanisms(), ["PLAIN", "SCRAM-SHA-1"], "learnt over TLS from the probe");
+      const xmpp = await login({ port: lb.port, username: "walter", password: PASSWORD });
+      assert.equal(await nodeOf(xmpp), "n1");
+      await xmpp.stop();
+    } finally {
+      await strict.stop();
+    }
+  });
+
   it("answers /healthz, /nodes and /metrics on --metrics", async () => {
     const lb = await balancer({ metrics: "127.0.0.1:0" });
     const base = `http://127.0.0.1:${lb.balancer.adminAddress!.port}`;
