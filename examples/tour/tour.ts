@@ -14,7 +14,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { xml, type Client } from "@xmpp/client";
 import { login, nodeOf } from "../../test/support/clients.js";
-import { startProsodyCluster } from "../../test/support/prosody.js";
+import { nodeFlags, startProsodyCluster } from "../../test/support/prosody.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DOMAIN = "localhost";
@@ -34,7 +34,7 @@ const args = [
   "--tls-cert", "examples/tls/server.pem",
   "--tls-key", "examples/tls/server.key",
   "--metrics", "127.0.0.1:0",
-  ...cluster.nodes.flatMap((n) => ["--node", `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${n.external.host}:${n.external.port}`]),
+  ...nodeFlags(cluster.nodes).flatMap((node) => ["--node", node]),
 ];
 say(`starting the balancer: xmpp-lb ${args.join(" ")}`);
 const balancer = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });

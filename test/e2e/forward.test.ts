@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { xml, type Client } from "@xmpp/client";
 import { NodeTable } from "../../src/cluster/node.js";
 import { hashStrategy } from "../../src/router/strategies.js";
-import { startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
+import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { RawXmpp, plainAuth, trapListener } from "../support/raw.js";
@@ -19,9 +19,10 @@ describe("forward mode", () => {
   const balancers: TestBalancer[] = [];
   const clients: Client[] = [];
 
-  const nodeFlags = (): string[] => cluster.nodes.map((n) => `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=127.0.0.1:${trap.port}`);
+  // Redirects would point at the trap: forwarding must never dial it.
+  const nodes = (): string[] => nodeFlags(cluster.nodes, { host: "127.0.0.1", port: trap.port });
   const balancer = async (extra: Parameters<typeof startBalancer>[0] = {}): Promise<TestBalancer> => {
-    const lb = await startBalancer({ mode: "forward", node: nodeFlags(), ...extra });
+    const lb = await startBalancer({ mode: "forward", node: nodes(), ...extra });
     balancers.push(lb);
     return lb;
   };
@@ -56,7 +57,7 @@ describe("forward mode", () => {
 
   it("logs each decision with the JID, never a password or SASL payload, even at trace level", async () => {
     const lines: string[] = [];
-    const lb = await startBalancer({ mode: "forward", node: nodeFlags(), saslMechanisms: ["PLAIN"] }, lines);
+    const lb = await startBalancer({ mode: "forward", node: nodes(), saslMechanisms: ["PLAIN"] }, lines);
     balancers.push(lb);
     await connect(lb, "alice", { resource: "logcheck" });
     const payload = Buffer.from(`\0alice\0${PASSWORD}`).toString("base64");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Client } from "@xmpp/client";
-import { startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
+import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { login, nodeOf, remoteOf, stopAll } from "../support/clients.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { RawXmpp, plainAuth } from "../support/raw.js";
@@ -16,12 +16,12 @@ const PASSWORD = "battery staple";
 describe("redirect mode", () => {
   let cluster: ProsodyCluster;
   let lb: TestBalancer;
-  const nodeFlags = (): string[] => cluster.nodes.map((n) => `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${n.external.host}:${n.external.port}`);
+  const nodes = (): string[] => nodeFlags(cluster.nodes);
   const clients: Client[] = [];
 
   before(async () => {
     cluster = await startProsodyCluster({ count: 2, users: ["frank", "grace", "heidi", "ivy"].map((u) => [u, PASSWORD]) });
-    lb = await startBalancer({ mode: "redirect", node: nodeFlags() });
+    lb = await startBalancer({ mode: "redirect", node: nodes() });
   });
   after(async () => {
     await stopAll(clients);
@@ -58,7 +58,7 @@ describe("redirect mode", () => {
   // xmpp.js 0.14 follows see-other-host only before SASL (a redirect after <auth/> leaves its first
   // SASL handler listening, which answers the node's challenge), so it is redirected in phase open.
   it("@xmpp/client announcing its JID follows the redirect (phase open) and binds on the node's external address", async () => {
-    const open = await startBalancer({ mode: "redirect", phase: "open", node: nodeFlags() });
+    const open = await startBalancer({ mode: "redirect", phase: "open", node: nodes() });
     try {
       const xmpp = await login({ port: open.port, username: "grace", password: PASSWORD, announceJid: true });
       clients.push(xmpp);
@@ -76,7 +76,7 @@ describe("redirect mode", () => {
   });
 
   it("redirects at the stream header in phase open when it carries from=", async () => {
-    const open = await startBalancer({ mode: "redirect", phase: "open", node: nodeFlags() });
+    const open = await startBalancer({ mode: "redirect", phase: "open", node: nodes() });
     try {
       const c = await RawXmpp.connect(open.port);
       await c.secureStream(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='lb.test' from='heidi@lb.test' version='1.0'>`).catch(() => undefined);

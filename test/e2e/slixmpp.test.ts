@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
+import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { slixmppLogin } from "../support/slixmpp.js";
 
@@ -10,7 +10,7 @@ const PASSWORD = "slix pass";
 describe("slixmpp through the balancer", () => {
   let cluster: ProsodyCluster;
   const balancers: TestBalancer[] = [];
-  const nodeFlags = (): string[] => cluster.nodes.map((n) => `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${n.external.host}:${n.external.port}`);
+  const nodes = (): string[] => nodeFlags(cluster.nodes);
 
   before(async () => {
     cluster = await startProsodyCluster({ count: 2, users: ["ivan", "judy", "mallory"].map((u) => [u, PASSWORD]) });
@@ -21,7 +21,7 @@ describe("slixmpp through the balancer", () => {
   });
 
   it("logs in through forwarding with SCRAM-SHA-1 and with PLAIN, and its resources share a node", async () => {
-    const lb = await startBalancer({ mode: "forward", node: nodeFlags() });
+    const lb = await startBalancer({ mode: "forward", node: nodes() });
     balancers.push(lb);
     const scram = await slixmppLogin({ jid: "ivan@lb.test/a", password: PASSWORD, port: lb.port, mech: "SCRAM-SHA-1" });
     assert.equal(scram.ok, true, scram.error);
@@ -34,7 +34,7 @@ describe("slixmpp through the balancer", () => {
   });
 
   it("logs in with its own choice of mechanism: the balancer offers only what every node supports", async () => {
-    const lb = await startBalancer({ mode: "forward", node: nodeFlags() });
+    const lb = await startBalancer({ mode: "forward", node: nodes() });
     balancers.push(lb);
     // The default list has SCRAM-SHA-256, which Prosody 0.12 lacks: the first probes take it out.
     for (let i = 0; i < 50 && lb.balancer.saslMechanisms().includes("SCRAM-SHA-256"); i++) await new Promise((r) => setTimeout(r, 100));
@@ -44,7 +44,7 @@ describe("slixmpp through the balancer", () => {
   });
 
   it("follows a redirect sent after its SASL <auth/> to the node's external address", async () => {
-    const lb = await startBalancer({ mode: "redirect", node: nodeFlags() });
+    const lb = await startBalancer({ mode: "redirect", node: nodes() });
     balancers.push(lb);
     const result = await slixmppLogin({ jid: "judy@lb.test", password: PASSWORD, port: lb.port });
     assert.equal(result.ok, true, result.error);
@@ -55,7 +55,7 @@ describe("slixmpp through the balancer", () => {
   });
 
   it("gets a clear failure, not a hang, for a wrong password through forwarding", async () => {
-    const lb = await startBalancer({ mode: "forward", node: nodeFlags() });
+    const lb = await startBalancer({ mode: "forward", node: nodes() });
     balancers.push(lb);
     const result = await slixmppLogin({ jid: "mallory@lb.test", password: "wrong", port: lb.port });
     assert.equal(result.ok, false);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Client } from "@xmpp/client";
-import { startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
+import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { RawXmpp } from "../support/raw.js";
@@ -14,9 +14,9 @@ describe("transports and admin endpoint", () => {
   let cluster: ProsodyCluster;
   const balancers: TestBalancer[] = [];
   const clients: Client[] = [];
-  const nodeFlags = (): string[] => cluster.nodes.map((n) => `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${n.external.host}:${n.external.port}`);
+  const nodes = (): string[] => nodeFlags(cluster.nodes);
   const balancer = async (extra: Parameters<typeof startBalancer>[0]): Promise<TestBalancer> => {
-    const lb = await startBalancer({ node: nodeFlags(), ...extra });
+    const lb = await startBalancer({ node: nodes(), ...extra });
     balancers.push(lb);
     return lb;
   };

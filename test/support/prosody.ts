@@ -347,3 +347,11 @@ export async function startProsodyCluster(opts: ProsodyClusterOptions = {}): Pro
   }
   return cluster;
 }
+
+/** `--node` values for a cluster's nodes; `external` overrides where redirects would send clients. */
+export function nodeFlags(nodes: readonly ProsodyNode[], external?: HostPort): string[] {
+  return nodes.map((n) => {
+    const ext = external ?? n.external;
+    return `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${ext.host}:${ext.port}`;
+  });
+}
