@@ -70,6 +70,7 @@ export async function main(args: string[]): Promise<void> {
           .option("redirect-loop-window", { type: "number", default: DEFAULTS.redirectLoopWindowSeconds, describe: "seconds after a redirect in which the same client and JID coming back is forwarded instead (0: off)" })
           .option("login-timeout", { type: "number", default: DEFAULTS.loginTimeoutSeconds, describe: "seconds a client has to reach the decision" })
           .option("dial-timeout", { type: "number", default: DEFAULTS.dialTimeoutSeconds, describe: "seconds to connect to a node and open its stream" })
+          .option("tcp-keepalive", { type: "number", default: DEFAULTS.tcpKeepaliveSeconds, describe: "seconds of silence before TCP keepalive probes, both sides (0: off); no idle timeout otherwise" })
           .option("max-preauth-bytes", { type: "number", default: DEFAULTS.maxPreauthBytes, describe: "bytes a client may send before the decision" })
           .option("max-header-bytes", { type: "number", default: DEFAULTS.maxHeaderBytes, describe: "largest stream header accepted" })
           .option("health-interval", { type: "number", default: DEFAULTS.healthIntervalSeconds, describe: "seconds between XMPP probes of each node" })

@@ -46,6 +46,8 @@ export interface BalancerConfig {
   redirectLoopWindowMs: number;
   loginTimeoutMs: number;
   dialTimeoutMs: number;
+  /** Silence before TCP keepalive probes start, on both sides of a connection; 0 disables. No idle timeout otherwise. */
+  tcpKeepaliveMs: number;
   maxPreAuthBytes: number;
   maxHeaderBytes: number;
   healthIntervalMs: number;
@@ -74,6 +76,7 @@ export interface ConfigInput {
   redirectLoopWindow?: number | string;
   loginTimeout?: number | string;
   dialTimeout?: number | string;
+  tcpKeepalive?: number | string;
   maxPreauthBytes?: number | string;
   maxHeaderBytes?: number | string;
   healthInterval?: number | string;
@@ -91,6 +94,7 @@ export const DEFAULTS = {
   redirectLoopWindowSeconds: 30,
   loginTimeoutSeconds: 30,
   dialTimeoutSeconds: 5,
+  tcpKeepaliveSeconds: 60,
   maxPreauthBytes: 65536,
   maxHeaderBytes: 8192,
   healthIntervalSeconds: 5,
@@ -232,6 +236,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     redirectLoopWindowMs: seconds("redirect-loop-window", input.redirectLoopWindow, DEFAULTS.redirectLoopWindowSeconds),
     loginTimeoutMs: seconds("login-timeout", input.loginTimeout, DEFAULTS.loginTimeoutSeconds, 0.1),
     dialTimeoutMs: seconds("dial-timeout", input.dialTimeout, DEFAULTS.dialTimeoutSeconds, 0.1),
+    tcpKeepaliveMs: seconds("tcp-keepalive", input.tcpKeepalive, DEFAULTS.tcpKeepaliveSeconds),
     maxPreAuthBytes: positiveInt("max-preauth-bytes", input.maxPreauthBytes, DEFAULTS.maxPreauthBytes),
     maxHeaderBytes: positiveInt("max-header-bytes", input.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
     healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),

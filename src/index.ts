@@ -89,7 +89,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     log.child({ component: "health" }),
   );
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const handoff = new Handoff(router, store, health, metrics, dialOptions, redirectMemory);
+  const handoff = new Handoff(router, store, health, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory });
 
   const domains = new Set(config.domains);
   const open = new Set<net.Socket>();
@@ -131,7 +131,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         maxHeaderBytes: config.maxHeaderBytes,
         maxSaslFailures: MAX_SASL_FAILURES,
       };
-      const bound = await listen(listenerConfig, (socket) => {
+      const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
         metrics.activeConnections.inc({ listener: listenerConfig.name });
         const connLog = log.child({ conn: (++nextId).toString(36), client: `${socket.remoteAddress}:${socket.remotePort}`, listener: listenerConfig.name });
         const dialogue = new PreAuthDialogue(socket, settings, handoff, metrics, connLog);

@@ -13,10 +13,11 @@ export interface BoundListener {
  * STARTTLS) is layered on by the dialogue, which leaves room for a PROXY
  * protocol header to be read before it.
  */
-export function listen(config: ListenerConfig, onConnection: (socket: net.Socket) => void): Promise<BoundListener> {
+export function listen(config: ListenerConfig, keepAliveMs: number, onConnection: (socket: net.Socket) => void): Promise<BoundListener> {
   return new Promise((resolve, reject) => {
     // Half-open connections are kept: a client's FIN is passed on to its node, not answered for it.
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConnection);
+    // Keepalive on the TCP socket itself, since a TLS socket layered on later cannot set it.
+    const server = net.createServer({ allowHalfOpen: true, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs, noDelay: true }, onConnection);
     server.once("error", reject);
     server.listen({ host: config.host, port: config.port, backlog: 1024 }, () => {
       server.off("error", reject);

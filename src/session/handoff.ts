@@ -31,8 +31,13 @@ export interface Login {
 
 export type HandoffResult = { outcome: "redirected" | "forwarded"; node: NodeView } | { outcome: "no-node" } | { outcome: "abandoned" };
 
-/** How nodes are dialed for clients (TLS to the node, CA, deadline, header limit). */
-export type HandoffOptions = Omit<NodeDialOptions, "domain" | "openStream">;
+export interface HandoffOptions {
+  /** How nodes are dialed for clients: TLS to the node, CA, deadline, header limit. */
+  dial: Omit<NodeDialOptions, "domain" | "openStream">;
+  /** TCP keepalive on node sockets (0: off). */
+  keepAliveMs: number;
+  redirects: RedirectMemory;
+}
 
 /** After the decision: redirect the client, or dial a node and relay (trying the next node when a dial fails). */
 export class Handoff {
@@ -42,7 +47,6 @@ export class Handoff {
     private readonly health: NodeHealth,
     private readonly metrics: Metrics,
     private readonly options: HandoffOptions,
-    private readonly redirects: RedirectMemory,
   ) {}
 
   /** Nodes already warned about (once per node is enough): offering channel binding, requiring TLS. */
@@ -69,7 +73,7 @@ export class Handoff {
   }
 
   async redirect(client: Socket, login: Login, log: Logger): Promise<HandoffResult> {
-    if (login.jid !== null && this.redirects.cameBack(client.remoteAddress ?? "", login.jid)) {
+    if (login.jid !== null && this.options.redirects.cameBack(client.remoteAddress ?? "", login.jid)) {
       this.metrics.redirectLoops.inc();
       log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
       return this.forward(client, login, log);
@@ -94,7 +98,7 @@ export class Handoff {
       const { node } = decision;
       let connection;
       try {
-        connection = await dialNode(node.internal, { ...this.options, domain: login.domain, openStream: login.pendingHeader === undefined });
+        connection = await dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined });
       } catch (err) {
         if (!(err instanceof UpstreamError)) throw err;
         exclude.add(node.id);
@@ -113,8 +117,8 @@ export class Handoff {
         this.warnedTls.add(node.id);
         log.warn({ node: node.id }, "the node requires TLS before SASL: the balancer uses STARTTLS to it (--backend-tls makes this explicit; phase open needs it)");
       }
-      upstream.setKeepAlive(true, 60_000);
-      client.setKeepAlive(true, 60_000);
+      if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
+      upstream.setNoDelay(true);
       if (connection.leftover.length > 0) client.write(connection.leftover);
       upstream.write(login.replay);
       void this.store.connectionOpened(login.jid, node.id).catch((err: Error) => log.warn({ err: err.message }, "store: cannot record the connection"));
