@@ -167,7 +167,7 @@ export class PreAuthDialogue implements StreamHandler {
 
   onStreamEnd(): void {
     this.finish("abandoned");
-    this.socket.end(this.headerSent ? STREAM_CLOSE_XML : "");
+    this.closeWith(this.headerSent ? STREAM_CLOSE_XML : "");
   }
 
   // --- steps -----------------------------------------------------------------
@@ -248,10 +248,12 @@ export class PreAuthDialogue implements StreamHandler {
       this.fail(new StreamError("internal-server-error", "no TLS certificate"));
       return;
     }
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ["xmpp-client"] });
+    // XEP-0368: direct TLS speaks ALPN xmpp-client; after STARTTLS no ALPN is expected.
+    const alpn = this.settings.listener.kind === "direct-tls" ? ["xmpp-client"] : undefined;
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: alpn });
     this.socket = secure;
     secure.on("error", (err: Error) => {
-      this.log.info({ err: err.message }, "TLS handshake failed");
+      this.log.info({ err: err.message }, this.secure ? "TLS error" : "TLS handshake failed");
       this.finish("rejected");
       secure.destroy();
     });
