@@ -80,6 +80,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       fall: HEALTH_FALL,
       probe: async (node) => {
         const { socket, features } = await dialNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain: node.domains[0] ?? config.domains[0]!, openStream: true });
+        socket.on("error", () => {}); // a reset while closing says nothing about the node's health
         socket.end("</stream:stream>");
         socket.destroySoon();
         if (features !== undefined) offeredMechanisms.learn(node.id, features);
