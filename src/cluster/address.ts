@@ -31,7 +31,3 @@ export function parseHostPort(text: string, defaultPort?: number): HostPort | nu
   if (port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) return null;
   return { host, port };
 }
-
-export function formatHostPortPlain({ host, port }: HostPort): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}

@@ -59,8 +59,8 @@ export class NodeTable {
     return new NodeTable(this.nodes.map((n) => (n.id === id ? { ...n, state } : n)));
   }
 
-  /** Builds a table from specs, keeping the states this table already knows. */
-  static fromSpecs(specs: readonly NodeSpec[], previous?: NodeTable, initial: NodeState = "up"): NodeTable {
-    return new NodeTable(specs.map((s) => ({ ...s, state: previous?.get(s.id)?.state ?? initial })));
+  /** A table of freshly known nodes, all up until a probe or a dial says otherwise. */
+  static fromSpecs(specs: readonly NodeSpec[]): NodeTable {
+    return new NodeTable(specs.map((s) => ({ ...s, state: "up" })));
   }
 }

@@ -94,11 +94,6 @@ export class MemoryStore implements ClusterStore {
     clearInterval(this.sweeper);
   }
 
-  /** Number of JIDs in the directory (for tests and /nodes). */
-  get size(): number {
-    return this.directory.size;
-  }
-
   private live(jid: string): DirectoryEntry | undefined {
     const entry = this.directory.get(jid);
     if (entry !== undefined && entry.open === 0 && entry.expiresAt <= this.now()) {

@@ -52,11 +52,10 @@ export function readStreamHeader(el: Element): StreamHeader {
 }
 
 /** The balancer's own stream opening, sent in reply to a client's header. */
-export function streamOpenXml(opts: { from: string; id: string; lang?: string; to?: string }): string {
-  const to = opts.to ? ` to='${escapeXML(opts.to)}'` : "";
+export function streamOpenXml(opts: { from: string; id: string; lang?: string }): string {
   return (
     `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}'` +
-    ` id='${opts.id}' from='${escapeXML(opts.from)}'${to} version='1.0' xml:lang='${escapeXML(opts.lang ?? "en")}'>`
+    ` id='${opts.id}' from='${escapeXML(opts.from)}' version='1.0' xml:lang='${escapeXML(opts.lang ?? "en")}'>`
   );
 }
 
