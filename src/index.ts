@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import type net from "node:net";
 import type http from "node:http";
 import type { HostPort } from "./cluster/address.js";
 import { NodeTable } from "./cluster/node.js";
@@ -93,7 +92,6 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const handoff = new Handoff(router, store, health, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory });
 
   const domains = new Set(config.domains);
-  const open = new Set<net.Socket>();
   const dialogues = new Set<PreAuthDialogue>();
   let nextId = 0;
   const listeners: BoundListener[] = [];
@@ -103,11 +101,13 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     redirectMemory.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
-    for (const dialogue of dialogues) if (!dialogue.settled) dialogue.shutdown();
-    for (const socket of open) if (!socket.writableEnded) socket.destroy();
+    for (const dialogue of dialogues) {
+      if (dialogue.settled) dialogue.destroy();
+      else dialogue.shutdown();
+    }
     // Let the <system-shutdown/> errors reach their clients, briefly.
     const flushed = setTimeout(() => {
-      for (const socket of open) socket.destroy();
+      for (const dialogue of dialogues) dialogue.destroy();
     }, SHUTDOWN_FLUSH_MS);
     await Promise.all(closed);
     clearTimeout(flushed);
@@ -136,12 +136,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         metrics.activeConnections.inc({ listener: listenerConfig.name });
         const connLog = log.child({ conn: (++nextId).toString(36), client: `${socket.remoteAddress}:${socket.remotePort}`, listener: listenerConfig.name });
         const dialogue = new PreAuthDialogue(socket, settings, handoff, metrics, connLog);
-        open.add(socket);
         dialogues.add(dialogue);
-        socket.once("close", () => {
-          open.delete(socket);
-          dialogues.delete(dialogue);
-        });
+        socket.once("close", () => dialogues.delete(dialogue));
       });
       listeners.push(bound);
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");

@@ -1,6 +1,6 @@
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "../log.js";
-import { NS_SASL } from "../xmpp/namespaces.js";
+import { saslMechanismsOf } from "../xmpp/features.js";
 import type { Mechanism } from "../xmpp/sasl-identity.js";
 
 /**
@@ -26,7 +26,7 @@ export class OfferedMechanisms {
 
   /** Records the mechanisms in a node's `<stream:features/>`. */
   learn(nodeId: string, features: Element): void {
-    const names = features.getChild("mechanisms", NS_SASL)?.getChildren("mechanism").map((m) => m.getText().trim()) ?? [];
+    const names = saslMechanismsOf(features);
     const key = names.join(" ");
     if (this.byNode.get(nodeId) === key) return;
     this.byNode.set(nodeId, key);

@@ -123,6 +123,11 @@ export class PreAuthDialogue implements StreamHandler {
     return this.state === "done";
   }
 
+  /** Closes the client's connection at once (and, through the relay, its node's). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
   /** The balancer is stopping: a client still in the dialogue gets `<system-shutdown/>`. */
   shutdown(): void {
     this.fail(new StreamError("system-shutdown", "the service is shutting down"));
@@ -278,7 +283,7 @@ export class PreAuthDialogue implements StreamHandler {
       const result = mode === "redirect" ? await this.handoff.redirect(socket, { ...login, replay }, this.log) : await this.handoff.forward(socket, { ...login, replay }, this.log);
       if (this.state === "done") return; // timed out meanwhile
       if (result.outcome === "no-node") {
-        this.noNode(login, replay);
+        this.noNode(login, rest);
         return;
       }
       this.state = "done";
@@ -292,7 +297,7 @@ export class PreAuthDialogue implements StreamHandler {
   }
 
   /** No node could take the login: a SASL failure the client may retry, or (open phase) a stream error. */
-  private noNode(login: Login, replay: Buffer): void {
+  private noNode(login: Login, unread: Buffer): void {
     this.log.warn({ jid: login.jid, domain: login.domain }, "no cluster node available for this login");
     if (login.pendingHeader !== undefined || login.mechanism === undefined) {
       this.finish("failed");
@@ -307,10 +312,9 @@ export class PreAuthDialogue implements StreamHandler {
       return;
     }
     // Whatever followed the <auth/> is read as the next steps of the dialogue.
-    const unread = replay.subarray(login.replay.length);
     this.socket.on("data", this.onData);
     this.socket.resume();
-    if (unread.length > 0) this.onData(Buffer.from(unread));
+    if (unread.length > 0) this.onData(unread);
   }
 
   // --- output ----------------------------------------------------------------

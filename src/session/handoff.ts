@@ -10,7 +10,7 @@ import type { RouteDecision, RouteRequest, Router } from "../router/router.js";
 import type { ClusterStore } from "../store/store.js";
 import { dialNode, type NodeDialOptions } from "../upstream/node-stream.js";
 import { relay } from "../upstream/relay.js";
-import { NS_SASL } from "../xmpp/namespaces.js";
+import { saslMechanismsOf } from "../xmpp/features.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import type { RedirectMemory } from "./redirect-memory.js";
 
@@ -49,19 +49,24 @@ export class Handoff {
     private readonly options: HandoffOptions,
   ) {}
 
-  /** Nodes already warned about (once per node is enough): offering channel binding, requiring TLS. */
-  private readonly warnedPlus = new Set<string>();
-  private readonly warnedTls = new Set<string>();
+  /** Node configuration warnings already given ("kind node"): once per node is enough. */
+  private readonly warned = new Set<string>();
+
+  private warnOnce(kind: string, nodeId: string, log: Logger, fields: object, message: string): void {
+    const key = `${kind} ${nodeId}`;
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    log.warn({ node: nodeId, ...fields }, message);
+  }
 
   /** Configuration mistakes that break logins, said where an operator looks. */
   private checkMechanisms(features: Element, nodeId: string, mechanism: string | undefined, log: Logger): void {
-    const offered = features.getChild("mechanisms", NS_SASL)?.getChildren("mechanism").map((m) => m.getText()) ?? [];
+    const offered = saslMechanismsOf(features);
     if (mechanism !== undefined && offered.length > 0 && !offered.includes(mechanism)) {
       log.warn({ node: nodeId, mechanism, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms");
     }
-    if (offered.some((m) => m.endsWith("-PLUS")) && !this.warnedPlus.has(nodeId)) {
-      this.warnedPlus.add(nodeId);
-      log.warn({ node: nodeId, offered }, "the node offers channel binding (-PLUS) to the balancer: SCRAM clients that support binding will be refused as a downgrade; disable -PLUS on the node");
+    if (offered.some((m) => m.endsWith("-PLUS"))) {
+      this.warnOnce("plus", nodeId, log, { offered }, "the node offers channel binding (-PLUS) to the balancer: SCRAM clients that support binding will be refused as a downgrade; disable -PLUS on the node");
     }
   }
 
@@ -113,9 +118,8 @@ export class Handoff {
         return { outcome: "abandoned" };
       }
       if (connection.features !== undefined) this.checkMechanisms(connection.features, node.id, login.mechanism, log);
-      if (connection.tlsRequiredByNode && !this.warnedTls.has(node.id)) {
-        this.warnedTls.add(node.id);
-        log.warn({ node: node.id }, "the node requires TLS before SASL: the balancer uses STARTTLS to it (--backend-tls makes this explicit; phase open needs it)");
+      if (connection.tlsRequiredByNode) {
+        this.warnOnce("tls", node.id, log, {}, "the node requires TLS before SASL: the balancer uses STARTTLS to it (--backend-tls makes this explicit; phase open needs it)");
       }
       if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
       upstream.setNoDelay(true);

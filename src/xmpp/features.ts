@@ -1,4 +1,4 @@
-import { escapeXMLText } from "@xmpp/xml";
+import { escapeXMLText, type Element } from "@xmpp/xml";
 import { NS_SASL, NS_TLS } from "./namespaces.js";
 
 /** `<stream:features/>` of the pre-auth dialogue: STARTTLS before TLS, SASL mechanisms after. */
@@ -16,3 +16,8 @@ export function featuresXml(opts: { starttls: "required" | "optional" | "none"; 
 export const PROCEED_XML = `<proceed xmlns='${NS_TLS}'/>`;
 export const EMPTY_CHALLENGE_XML = `<challenge xmlns='${NS_SASL}'/>`;
 export const STREAM_CLOSE_XML = "</stream:stream>";
+
+/** The SASL mechanisms a peer's `<stream:features/>` offers. */
+export function saslMechanismsOf(features: Element): string[] {
+  return features.getChild("mechanisms", NS_SASL)?.getChildren("mechanism").map((m) => m.getText().trim()) ?? [];
+}
