@@ -6,6 +6,9 @@
 import { performance } from "node:perf_hooks";
 import os from "node:os";
 import { NodeTable, type NodeSpec } from "../src/cluster/node.js";
+import { NodeTableHolder } from "../src/cluster/node-table-holder.js";
+import { createLogger } from "../src/log.js";
+import { Metrics } from "../src/metrics.js";
 import { Router } from "../src/router/router.js";
 import { strategyByName, type StrategyName } from "../src/router/strategies.js";
 import { MemoryStore } from "../src/store/memory-store.js";
@@ -25,14 +28,15 @@ async function measure(strategy: StrategyName, nodeCount: number): Promise<strin
     external: { host: "xmpp.example", port: 5222 + i },
   }));
   const store = new MemoryStore(specs, { affinityGraceMs: 300_000 });
-  const router = new Router(store, strategyByName(strategy), NodeTable.fromSpecs(specs));
+  const log = createLogger("silent");
+  const router = new Router(store, strategyByName(strategy), new NodeTableHolder(NodeTable.fromSpecs(specs)), { metrics: new Metrics() });
   const rows: string[] = [];
   for (const kind of ["new user", "returning user"]) {
     const times = new Float64Array(USERS);
     for (let i = 0; i < USERS; i++) {
       const jid = `user${i}@example.com`;
       const t0 = performance.now();
-      const decision = await router.route({ jid, domain: "example.com" });
+      const decision = await router.route({ jid, domain: "example.com" }, log);
       times[i] = performance.now() - t0;
       if (kind === "new user") await store.connectionOpened(jid, decision!.node.id);
     }

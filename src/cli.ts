@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { DEFAULTS, LOG_LEVELS, resolveConfig, type ConfigInput } from "./config.js";
+import { DEFAULTS, resolveConfig, type ConfigInput } from "./config.js";
 import { ConfigError } from "./errors.js";
 import { createBalancer } from "./index.js";
-import { createLogger } from "./log.js";
+import { LOG_LEVELS, createLogger } from "./log.js";
 import { STRATEGIES } from "./router/strategies.js";
 
 /** A wrong flag is one clear line and exit code 2, never a stack trace. */

@@ -1,25 +1,12 @@
 import { ConfigError } from "./errors.js";
 import { parseHostPort, type HostPort } from "./cluster/address.js";
 import type { NodeSpec } from "./cluster/node.js";
+import type { ListenerConfig, Mode, Phase } from "./listener/listener.js";
+import { LOG_LEVELS, type LogLevel } from "./log.js";
 import { STRATEGIES, type StrategyName } from "./router/strategies.js";
 import { isSupportedMechanism, type Mechanism } from "./xmpp/sasl-identity.js";
 import { normalizeDomain } from "./xmpp/jid.js";
 
-export type ListenerKind = "starttls" | "direct-tls";
-export type Mode = "redirect" | "forward";
-export type Phase = "open" | "login";
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-export interface ListenerConfig {
-  /** As given on the command line: the listener's label in logs and metrics. */
-  name: string;
-  kind: ListenerKind;
-  host: string;
-  port: number;
-  mode: Mode;
-  phase: Phase;
-}
 
 /** The validated configuration of one balancer: what createBalancer() takes. */
 export interface BalancerConfig {

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { HostPort } from "./cluster/address.js";
 import { NodeTable } from "./cluster/node.js";
+import { NodeTableHolder } from "./cluster/node-table-holder.js";
 import type { BalancerConfig } from "./config.js";
 import { startAdminHttp } from "./control/admin-http.js";
 import { NodeHealth } from "./control/health.js";
@@ -13,23 +14,27 @@ import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Router } from "./router/router.js";
 import { strategyByName } from "./router/strategies.js";
+import { LINGER_MS } from "./net/linger.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
 import { Handoff } from "./session/handoff.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
+import { ClientConnections } from "./session/sessions.js";
 import { MemoryStore } from "./store/memory-store.js";
 import type { ClusterStore } from "./store/store.js";
 import { dialNode } from "./upstream/node-stream.js";
 
-export type { BalancerConfig, ConfigInput, ListenerConfig } from "./config.js";
+export type { BalancerConfig, ConfigInput } from "./config.js";
+export type { ListenerConfig } from "./listener/listener.js";
 export { resolveConfig } from "./config.js";
-export { ConfigError, SaslError, StreamError, UpstreamError, XmppLbError } from "./errors.js";
+export { ConfigError, SaslError, StreamError, UPSTREAM_ERRORS, UpstreamError, XmppLbError } from "./errors.js";
 
 export interface Balancer {
   /** Bound listeners with their real addresses (port 0 resolved). */
   readonly listeners: readonly BoundListener[];
   /** Where /metrics, /healthz and /nodes answer, when --metrics is set. */
   readonly adminAddress: HostPort | undefined;
-  readonly router: Router;
+  /** The current node table, and its one writer's API. */
+  readonly nodes: NodeTableHolder;
   readonly store: ClusterStore;
   readonly metrics: Metrics;
   readonly health: NodeHealth;
@@ -48,8 +53,6 @@ export interface BalancerDeps {
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
 const MAX_SASL_FAILURES = 3;
-/** How long close() lets pending stream errors flush before it destroys what is left. */
-const SHUTDOWN_FLUSH_MS = 1000;
 /** Consecutive failed probes before an up node is taken out. */
 const HEALTH_FALL = 2;
 
@@ -68,12 +71,12 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   }
 
   const store = deps.store ?? new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
-  const table = NodeTable.fromSpecs(await store.listNodes());
-  const router = new Router(store, strategyByName(config.strategy), table, config.zone);
+  const nodes = new NodeTableHolder(NodeTable.fromSpecs(await store.listNodes()));
+  const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, metrics });
   const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
   const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
   const health = new NodeHealth(
-    router,
+    nodes,
     {
       intervalMs: config.healthIntervalMs,
       fall: HEALTH_FALL,
@@ -89,11 +92,10 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     log.child({ component: "health" }),
   );
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const handoff = new Handoff(router, store, health, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory });
+  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory });
 
   const domains = new Set(config.domains);
-  const dialogues = new Set<PreAuthDialogue>();
-  let nextId = 0;
+  const connections = new ClientConnections(metrics, log);
   const listeners: BoundListener[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
   const closeAll = async (): Promise<void> => {
@@ -101,14 +103,9 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     redirectMemory.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
-    for (const dialogue of dialogues) {
-      if (dialogue.settled) dialogue.destroy();
-      else dialogue.shutdown();
-    }
+    connections.shutdown();
     // Let the <system-shutdown/> errors reach their clients, briefly.
-    const flushed = setTimeout(() => {
-      for (const dialogue of dialogues) dialogue.destroy();
-    }, SHUTDOWN_FLUSH_MS);
+    const flushed = setTimeout(() => connections.destroyAll(), LINGER_MS.shutdown);
     await Promise.all(closed);
     clearTimeout(flushed);
     if (admin !== undefined) {
@@ -133,17 +130,13 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         maxSaslFailures: MAX_SASL_FAILURES,
       };
       const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
-        metrics.activeConnections.inc({ listener: listenerConfig.name });
-        const connLog = log.child({ conn: (++nextId).toString(36), client: `${socket.remoteAddress}:${socket.remotePort}`, listener: listenerConfig.name });
-        const dialogue = new PreAuthDialogue(socket, settings, handoff, metrics, connLog);
-        dialogues.add(dialogue);
-        socket.once("close", () => dialogues.delete(dialogue));
+        new PreAuthDialogue(connections.accept(socket, listenerConfig), settings, handoff);
       });
       listeners.push(bound);
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");
     }
     if (config.metrics !== undefined) {
-      admin = await startAdminHttp(config.metrics, { metrics, router, store });
+      admin = await startAdminHttp(config.metrics, { metrics, nodes, store });
       log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
     }
   } catch (err) {
@@ -152,13 +145,13 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") throw new ConfigError(`cannot listen: ${e.message}`);
     throw err;
   }
-  if (table.nodes.length === 0) log.warn("no cluster nodes are configured (--node): every login will fail");
+  if (nodes.table.nodes.length === 0) log.warn("no cluster nodes are configured (--node): every login will fail");
   health.start();
 
   return {
     listeners,
     adminAddress: admin?.address,
-    router,
+    nodes,
     store,
     metrics,
     health,

@@ -1,6 +1,9 @@
 import type { HostPort } from "./address.js";
 
-export type NodeState = "up" | "draining" | "down";
+/** What health checks say of a node. `suspect`: a client's dial just failed, a probe will tell. */
+export type NodeHealthState = "up" | "suspect" | "down";
+/** How routing sees a node: its health, unless an operator drained it. */
+export type NodeState = NodeHealthState | "draining";
 
 /** A cluster node as configured or registered: what it is, not how it is doing. */
 export interface NodeSpec {
@@ -17,6 +20,9 @@ export interface NodeSpec {
 
 /** A node with its current state, as routing sees it. */
 export interface NodeView extends NodeSpec {
+  health: NodeHealthState;
+  draining: boolean;
+  /** Derived: "draining" when drained, otherwise the health. */
   state: NodeState;
 }
 
@@ -24,10 +30,14 @@ export function servesDomain(node: NodeSpec, domain: string): boolean {
   return node.domains.length === 0 || node.domains.includes(domain);
 }
 
+function view(spec: NodeSpec, health: NodeHealthState, draining: boolean): NodeView {
+  return { ...spec, health, draining, state: draining ? "draining" : health };
+}
+
 /**
- * An immutable snapshot of the cluster for routing. The control path (health
- * checks, a store watching membership) builds a new table and swaps it whole,
- * so a routing decision never sees a half-applied change.
+ * An immutable snapshot of the cluster for routing. The control path builds a
+ * new table and swaps it whole (see NodeTableHolder), so a routing decision
+ * never sees a half-applied change.
  */
 export class NodeTable {
   readonly nodes: readonly NodeView[];
@@ -42,25 +52,37 @@ export class NodeTable {
     return this.byId.get(id);
   }
 
-  /** A node that may take new users: up, not draining. */
-  isAvailable(id: string): boolean {
-    return this.byId.get(id)?.state === "up";
-  }
-
-  /** Available nodes for `domain`, in table order. */
+  /** Nodes that may take new users for `domain`: up and not draining, in table order. */
   available(domain: string): NodeView[] {
     return this.nodes.filter((n) => n.state === "up" && servesDomain(n, domain));
   }
 
-  /** A copy of the table with one node's state changed (the same table when nothing changes). */
-  withState(id: string, state: NodeState): NodeTable {
+  /**
+   * Whether a JID already placed on this node may stay there: not drained and
+   * not confirmed down. A suspect node keeps its users until a probe decides,
+   * so one slow dial does not split accounts across nodes.
+   */
+  keepsUsers(id: string): boolean {
+    const state = this.byId.get(id)?.state;
+    return state === "up" || state === "suspect";
+  }
+
+  /** A copy with one node's health changed (the same table when nothing changes). */
+  withHealth(id: string, health: NodeHealthState): NodeTable {
     const current = this.byId.get(id);
-    if (current === undefined || current.state === state) return this;
-    return new NodeTable(this.nodes.map((n) => (n.id === id ? { ...n, state } : n)));
+    if (current === undefined || current.health === health) return this;
+    return new NodeTable(this.nodes.map((n) => (n.id === id ? view(n, health, n.draining) : n)));
+  }
+
+  /** A copy with one node drained or undrained. */
+  withDraining(id: string, draining: boolean): NodeTable {
+    const current = this.byId.get(id);
+    if (current === undefined || current.draining === draining) return this;
+    return new NodeTable(this.nodes.map((n) => (n.id === id ? view(n, n.health, draining) : n)));
   }
 
   /** A table of freshly known nodes, all up until a probe or a dial says otherwise. */
   static fromSpecs(specs: readonly NodeSpec[]): NodeTable {
-    return new NodeTable(specs.map((s) => ({ ...s, state: "up" })));
+    return new NodeTable(specs.map((s) => view(s, "up", false)));
   }
 }

@@ -2,14 +2,14 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { HostPort } from "../cluster/address.js";
 import type { Metrics } from "../metrics.js";
-import type { Router } from "../router/router.js";
+import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { ClusterStore } from "../store/store.js";
 
 /**
  * The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (200 while at
  * least one node takes users: an ELB/NLB target-group check) and `/nodes`.
  */
-export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; router: Router; store: ClusterStore }): Promise<{ server: http.Server; address: HostPort }> {
+export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore }): Promise<{ server: http.Server; address: HostPort }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const reply = (status: number, type: string, body: string): void => {
@@ -24,13 +24,13 @@ export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; rout
       return;
     }
     if (path === "/healthz") {
-      const up = deps.router.table.nodes.filter((n) => n.state === "up").length;
+      const up = deps.nodes.table.nodes.filter((n) => n.state === "up").length;
       return reply(up > 0 ? 200 : 503, "application/json", JSON.stringify({ status: up > 0 ? "ok" : "no node up", nodesUp: up }) + "\n");
     }
     if (path === "/nodes") {
       deps.store.loads().then(
         (loads) => {
-          const nodes = deps.router.table.nodes.map((n) => ({ ...n, load: loads.get(n.id) ?? 0 }));
+          const nodes = deps.nodes.table.nodes.map((n) => ({ ...n, load: loads.get(n.id) ?? 0 }));
           reply(200, "application/json", JSON.stringify({ store: deps.store.kind, nodes }, null, 2) + "\n");
         },
         (err: Error) => reply(500, "text/plain", `${err.message}\n`),

@@ -1,7 +1,7 @@
-import type { NodeView } from "../cluster/node.js";
+import type { NodeTable, NodeView } from "../cluster/node.js";
+import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { Router } from "../router/router.js";
 
 export interface HealthOptions {
   intervalMs: number;
@@ -12,25 +12,28 @@ export interface HealthOptions {
 }
 
 /**
- * Node states for routing. Passive: a failed dial for a client marks the node
- * down at once. Active: every interval each node is probed at the XMPP level
- * (stream opened, features received); one success brings a down node back.
- * Each change swaps the router's node table whole.
+ * Active health checks. Every interval each node is probed at the XMPP level
+ * (stream opened, features received): one success brings a node back, `fall`
+ * failures in a row take it out. A node that a client's dial found failing is
+ * `suspect` (see NodeTableHolder.reportDialFailure): it is probed at once, and
+ * that one probe decides. Every change is a swap of the holder's table.
  */
 export class NodeHealth {
   private timer: NodeJS.Timeout | undefined;
   private readonly failures = new Map<string, number>();
   /** Nodes a probe has reached at least once: until then one failure is enough to take a node out. */
   private readonly confirmed = new Set<string>();
-  private probing = false;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly unsubscribe: () => void;
 
   constructor(
-    private readonly router: Router,
+    private readonly nodes: NodeTableHolder,
     private readonly options: HealthOptions,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
-    for (const node of router.table.nodes) metrics.nodeUp.set({ node: node.id }, node.state === "up" ? 1 : 0);
+    for (const node of nodes.table.nodes) metrics.nodeUp.set({ node: node.id }, node.state === "up" ? 1 : 0);
+    this.unsubscribe = nodes.subscribe((table, previous) => this.onSwap(table, previous));
   }
 
   start(): void {
@@ -41,43 +44,56 @@ export class NodeHealth {
 
   stop(): void {
     clearInterval(this.timer);
+    this.unsubscribe();
   }
 
-  /** Passive check: a client's dial to the node failed. */
-  markDown(id: string, reason: string): void {
-    this.setState(id, "down", reason);
-  }
-
-  private setState(id: string, state: "up" | "down", reason: string): void {
-    const table = this.router.table;
-    const before = table.get(id);
-    if (before === undefined || before.state === state || before.state === "draining") return;
-    this.router.setTable(table.withState(id, state));
-    this.metrics.nodeUp.set({ node: id }, state === "up" ? 1 : 0);
-    if (state === "down") this.log.warn({ node: id, reason }, "node is down: no new users are sent to it");
-    else this.log.info({ node: id, reason }, "node is up");
-  }
-
-  private async probeAll(): Promise<void> {
-    if (this.probing) return; // a slow round must not pile up behind itself
-    this.probing = true;
-    try {
-      await Promise.all(this.router.table.nodes.map((node) => this.probeOne(node)));
-    } finally {
-      this.probing = false;
+  private onSwap(table: NodeTable, previous: NodeTable): void {
+    for (const node of table.nodes) {
+      const before = previous.get(node.id);
+      if (before?.state === node.state) continue;
+      this.metrics.nodeUp.set({ node: node.id }, node.state === "up" ? 1 : 0);
+      if (node.health === "suspect" && before?.health !== "suspect") {
+        this.log.warn({ node: node.id }, "a dial to the node failed: no new users until a probe decides");
+        void this.probeOne(node);
+      }
     }
   }
 
-  private async probeOne(node: NodeView): Promise<void> {
+  private async probeAll(): Promise<void> {
+    await Promise.all(this.nodes.table.nodes.map((node) => this.probeOne(node)));
+  }
+
+  /** One probe per node at a time: a slow round must not pile up behind itself. */
+  private probeOne(node: NodeView): Promise<void> {
+    let running = this.inFlight.get(node.id);
+    if (running === undefined) {
+      running = this.runProbe(node).finally(() => this.inFlight.delete(node.id));
+      this.inFlight.set(node.id, running);
+    }
+    return running;
+  }
+
+  private async runProbe(node: NodeView): Promise<void> {
     try {
       await this.options.probe(node);
       this.failures.delete(node.id);
       this.confirmed.add(node.id);
-      this.setState(node.id, "up", "probe succeeded");
+      this.setHealth(node.id, "up", "probe succeeded");
     } catch (err) {
       const count = (this.failures.get(node.id) ?? 0) + 1;
       this.failures.set(node.id, count);
-      if (count >= this.options.fall || !this.confirmed.has(node.id)) this.setState(node.id, "down", `probe failed: ${(err as Error).message}`);
+      const current = this.nodes.table.get(node.id)?.health;
+      if (current === "suspect" || count >= this.options.fall || !this.confirmed.has(node.id)) {
+        this.setHealth(node.id, "down", `probe failed: ${(err as Error).message}`);
+      }
     }
+  }
+
+  private setHealth(id: string, health: "up" | "down", reason: string): void {
+    const before = this.nodes.table.get(id)?.health;
+    if (before === undefined || before === health) return;
+    this.nodes.setHealth(id, health);
+    if (health === "down") this.log.warn({ node: id, reason }, "node is down: no new users are sent to it");
+    else this.log.info({ node: id, reason }, "node is up");
   }
 }

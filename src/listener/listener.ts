@@ -1,5 +1,20 @@
 import net from "node:net";
-import type { ListenerConfig } from "../config.js";
+
+export type ListenerKind = "starttls" | "direct-tls";
+/** What happens once the node is chosen: see-other-host, or dial and relay. */
+export type Mode = "redirect" | "forward";
+/** When the node is chosen: at the stream header (it carries `from`) or at the SASL `<auth/>`. */
+export type Phase = "open" | "login";
+
+export interface ListenerConfig {
+  /** As given on the command line: the listener's label in logs and metrics. */
+  name: string;
+  kind: ListenerKind;
+  host: string;
+  port: number;
+  mode: Mode;
+  phase: Phase;
+}
 
 export interface BoundListener {
   config: ListenerConfig;

@@ -1,6 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { NodeTable, servesDomain, type NodeView } from "../cluster/node.js";
+import { performance } from "node:perf_hooks";
+import { servesDomain, type NodeTable, type NodeView } from "../cluster/node.js";
+import type { NodeTableHolder } from "../cluster/node-table-holder.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import type { ClusterStore } from "../store/store.js";
+import { DirectoryLease } from "./lease.js";
 import type { Strategy } from "./strategies.js";
 
 export interface RouteRequest {
@@ -15,65 +20,71 @@ export interface RouteDecision {
   node: NodeView;
   /** How the node was found: the JID's existing node, or a fresh choice by the strategy. */
   via: "directory" | "strategy";
+  /** What the hand-off reports back, so the directory entry lives exactly as long as it should. */
+  lease: DirectoryLease;
+}
+
+export interface RouterOptions {
+  /** The balancer's zone: nodes of this zone are preferred. */
+  zone?: string;
+  metrics: Metrics;
 }
 
 /**
  * Turns (bare JID, domain) into a node: the session directory first (every
  * resource of an account, and its resumptions, meet on one node), then the
- * strategy among available nodes, preferring the balancer's own zone. Reads a
- * node table snapshot that the control path swaps whole.
+ * strategy among available nodes, preferring the balancer's own zone. Reads
+ * the node table snapshot of the holder; owns the directory entry of each
+ * decision through its lease.
  */
 export class Router {
-  private nodeTable: NodeTable;
-
   constructor(
     private readonly store: ClusterStore,
     private readonly strategy: Strategy,
-    table: NodeTable,
-    private readonly zone?: string,
-  ) {
-    this.nodeTable = table;
+    private readonly nodes: NodeTableHolder,
+    private readonly options: RouterOptions,
+  ) {}
+
+  /** A decision, or null when no node can take the login. `log` hears of store failures. */
+  async route(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {
+    const started = performance.now();
+    const decision = await this.decide(req, log);
+    this.options.metrics.routingDuration.observe({ via: decision?.via ?? "none" }, (performance.now() - started) / 1000);
+    return decision;
   }
 
-  get table(): NodeTable {
-    return this.nodeTable;
-  }
-
-  setTable(table: NodeTable): void {
-    this.nodeTable = table;
-  }
-
-  async route(req: RouteRequest): Promise<RouteDecision | null> {
-    const table = this.nodeTable;
-    const usable = (id: string | null): NodeView | undefined => {
-      if (id === null || req.exclude?.has(id) || !table.isAvailable(id)) return undefined;
+  private async decide(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {
+    const table = this.nodes.table;
+    const keeper = (id: string | null): NodeView | undefined => {
+      if (id === null || req.exclude?.has(id) || !table.keepsUsers(id)) return undefined;
       const node = table.get(id);
       return node !== undefined && servesDomain(node, req.domain) ? node : undefined;
     };
+    const decision = (node: NodeView, via: RouteDecision["via"]): RouteDecision => ({ node, via, lease: new DirectoryLease(this.store, req.jid, node.id, log) });
 
     const owner = req.jid === null ? null : await this.store.lookup(req.jid);
-    const kept = usable(owner);
-    if (kept !== undefined) return { node: kept, via: "directory" };
+    const kept = keeper(owner);
+    if (kept !== undefined) return decision(kept, "directory");
 
     const candidates = this.candidates(table, req);
     if (candidates.length === 0) return null;
     const loads = this.strategy.needsLoads ? await this.store.loads() : new Map<string, number>();
     const chosen = this.strategy.pick(candidates, req.jid ?? randomUUID(), loads);
-    if (req.jid === null) return { node: chosen, via: "strategy" };
+    if (req.jid === null) return decision(chosen, "strategy");
 
     // Record the choice; a concurrent login of the same JID may have won the race.
-    const stale = [...(req.exclude ?? []), ...table.nodes.filter((n) => n.state !== "up").map((n) => n.id)];
+    const stale = [...(req.exclude ?? []), ...table.nodes.filter((n) => !table.keepsUsers(n.id)).map((n) => n.id)];
     if (owner !== null) stale.push(owner);
     const winner = await this.store.claim(req.jid, chosen.id, stale);
-    if (winner === chosen.id) return { node: chosen, via: "strategy" };
-    const other = usable(winner);
-    return other !== undefined ? { node: other, via: "directory" } : { node: chosen, via: "strategy" };
+    if (winner === chosen.id) return decision(chosen, "strategy");
+    const other = keeper(winner);
+    return other !== undefined ? decision(other, "directory") : decision(chosen, "strategy");
   }
 
   private candidates(table: NodeTable, req: RouteRequest): NodeView[] {
     const all = table.available(req.domain).filter((n) => !req.exclude?.has(n.id));
-    if (this.zone === undefined) return all;
-    const local = all.filter((n) => n.zone === this.zone);
+    if (this.options.zone === undefined) return all;
+    const local = all.filter((n) => n.zone === this.options.zone);
     return local.length > 0 ? local : all;
   }
 }

@@ -1,19 +1,19 @@
 import { randomBytes } from "node:crypto";
-import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Element } from "@xmpp/xml";
-import type { ListenerConfig } from "../config.js";
 import { SaslError, StreamError } from "../errors.js";
-import type { Logger } from "../log.js";
-import type { ConnectionOutcome, Metrics } from "../metrics.js";
-import { EMPTY_CHALLENGE_XML, PROCEED_XML, STREAM_CLOSE_XML, featuresXml } from "../xmpp/features.js";
+import type { ListenerConfig } from "../listener/listener.js";
+import { LINGER_MS } from "../net/linger.js";
+import { featuresXml } from "../xmpp/features.js";
 import { parseBareJid } from "../xmpp/jid.js";
-import { NS_CLIENT, NS_SASL, NS_TLS } from "../xmpp/namespaces.js";
+import { NS_CLIENT, NS_SASL, NS_TLS, STANZA_NAMES } from "../xmpp/namespaces.js";
+import { EMPTY_CHALLENGE_XML, PROCEED_XML, STREAM_CLOSE_XML, TLS_FAILURE_XML, authXml } from "../xmpp/nonzas.js";
 import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
 import { saslFailureXml, streamErrorXml } from "../xmpp/stream-error.js";
 import { readStreamHeader, streamOpenXml, type StreamHeader } from "../xmpp/stream-header.js";
-import { StreamReader, type StreamHandler } from "../xmpp/stream-reader.js";
+import { StreamReader, type StreamEvent } from "../xmpp/stream-reader.js";
 import type { Handoff, Login } from "./handoff.js";
+import type { ClientConnection } from "./sessions.js";
 
 export interface DialogueSettings {
   listener: ListenerConfig;
@@ -31,11 +31,12 @@ export interface DialogueSettings {
 }
 
 type State = "header" | "features" | "sasl-response" | "deciding" | "done";
-type Next = { kind: "starttls" } | { kind: "decide"; login: Login } | null;
+/** What the dialogue does after one event: read on, upgrade to TLS, or decide. */
+type Step = { kind: "read" } | { kind: "starttls" } | { kind: "decide"; login: Login };
 
-const STANZAS = new Set(["message", "presence", "iq"]);
-/** How long a rejected client may take to read its stream error before the socket is destroyed. */
-const CLOSE_GRACE_MS = 2000;
+const READ_ON: Step = { kind: "read" };
+/** The longest tag (or text and tag) a client may send before login: a SASL initial response fits many times over. */
+const MAX_TAG_BYTES = 16 * 1024;
 
 /**
  * The pre-auth dialogue of one client connection: the balancer speaks XMPP
@@ -44,12 +45,10 @@ const CLOSE_GRACE_MS = 2000;
  * with the RFC 6120 stream error that fits; nothing a client sends can throw
  * out of here.
  */
-export class PreAuthDialogue implements StreamHandler {
-  private socket: Socket;
-  /** Dropped once the connection is handed over: a forwarded session keeps no parser. */
-  private reader: StreamReader | null;
+export class PreAuthDialogue {
+  private readonly reader: StreamReader;
   private state: State = "header";
-  private secure: boolean;
+  private secure = false;
   private header: StreamHeader | undefined;
   private headerSent = false;
   private bytesSeen = 0;
@@ -57,85 +56,74 @@ export class PreAuthDialogue implements StreamHandler {
   private mechanism: Mechanism | undefined;
   /** What this connection's features offered (the nodes' support may change meanwhile). */
   private offered: readonly Mechanism[] = [];
-  private next: Next = null;
+  private streamId = newStreamId();
   private readonly timer: NodeJS.Timeout;
-  private outcome: ConnectionOutcome | undefined;
-  private readonly streamId = randomBytes(8).toString("hex");
 
   constructor(
-    raw: Socket,
+    private readonly conn: ClientConnection,
     private readonly settings: DialogueSettings,
     private readonly handoff: Handoff,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
   ) {
-    this.socket = raw;
-    this.secure = false;
-    this.reader = new StreamReader(this, settings.maxHeaderBytes);
-    this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs);
-    this.timer.unref();
-    raw.on("error", this.onSocketError);
-    raw.once("close", this.onClose);
+    this.reader = new StreamReader({ maxHeaderBytes: settings.maxHeaderBytes, maxTagBytes: Math.min(MAX_TAG_BYTES, settings.maxPreAuthBytes), childElements: false });
+    this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
+    conn.socket.once("close", () => {
+      clearTimeout(this.timer);
+      this.state = "done";
+    });
+    conn.onShutdown(() => this.fail(new StreamError("system-shutdown", "the service is shutting down")));
     if (settings.listener.kind === "direct-tls") this.upgradeToTls();
-    else raw.on("data", this.onData);
+    else conn.readWith(this.input);
   }
 
-  private readonly onSocketError = (err: Error): void => {
-    this.log.debug({ err: err.message }, "client socket error");
+  private readonly input = {
+    data: (chunk: Buffer): void => this.onData(chunk),
+    end: (): void => this.onClientEnd(),
   };
 
-  private readonly onClose = (): void => {
-    clearTimeout(this.timer);
-    this.state = "done";
-    if (this.outcome === undefined) this.finish("abandoned");
-    this.metrics.activeConnections.dec({ listener: this.settings.listener.name });
-  };
-
-  /** Records how the connection ended up (the first outcome counts). */
-  private finish(outcome: ConnectionOutcome): void {
-    if (this.outcome !== undefined) return;
-    this.outcome = outcome;
-    clearTimeout(this.timer);
-    this.metrics.connections.inc({ listener: this.settings.listener.name, outcome });
-  }
-
-  private readonly onData = (chunk: Buffer): void => {
-    if (this.state === "done" || this.state === "deciding") return;
+  private onData(chunk: Buffer): void {
+    if (this.state === "done") return;
     this.bytesSeen += chunk.length;
     try {
       if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
-      const rest = this.reader?.push(chunk);
-      if (rest !== undefined) this.act(rest);
+      this.reader.push(chunk);
+      this.readEvents();
     } catch (err) {
       this.fail(err);
     }
-  };
-
-  private act(rest: Buffer): void {
-    const next = this.next;
-    this.next = null;
-    if (next?.kind === "starttls") this.upgradeToTls();
-    else if (next?.kind === "decide") void this.decide(next.login, rest);
   }
 
-  /** Whether the dialogue is over (handed over, refused, or the client left). */
-  get settled(): boolean {
-    return this.state === "done";
+  /** Takes events until the reader needs more bytes or a step leaves the dialogue. */
+  private readEvents(): void {
+    for (let event = this.reader.next(); event !== null; event = this.reader.next()) {
+      const step = this.onEvent(event);
+      if (step.kind === "starttls") return this.upgradeToTls();
+      if (step.kind === "decide") return void this.decide(step.login);
+      if (this.state === "done") return;
+    }
   }
 
-  /** Closes the client's connection at once (and, through the relay, its node's). */
-  destroy(): void {
-    this.socket.destroy();
+  /** A client's FIN before the decision: it has left; close at once. */
+  private onClientEnd(): void {
+    if (this.state === "done") return;
+    this.conn.log.info("the client closed its side before login");
+    this.conn.finish("abandoned");
+    this.closeWith(this.headerSent ? STREAM_CLOSE_XML : "");
   }
 
-  /** The balancer is stopping: a client still in the dialogue gets `<system-shutdown/>`. */
-  shutdown(): void {
-    this.fail(new StreamError("system-shutdown", "the service is shutting down"));
+  private onEvent(event: StreamEvent): Step {
+    switch (event.kind) {
+      case "start":
+        return this.onStreamStart(event.element, event.raw);
+      case "element":
+        return this.onElement(event.element);
+      case "end":
+        this.conn.finish("abandoned");
+        this.closeWith(this.headerSent ? STREAM_CLOSE_XML : "");
+        return READ_ON;
+    }
   }
 
-  // --- StreamHandler -------------------------------------------------------
-
-  onStreamStart(el: Element, rawHeader: Buffer): boolean {
+  private onStreamStart(el: Element, rawHeader: Buffer): Step {
     const header = readStreamHeader(el);
     this.header = header;
     if (!this.settings.domains.has(header.to)) {
@@ -144,17 +132,15 @@ export class PreAuthDialogue implements StreamHandler {
     const claimed = header.from === undefined ? null : parseBareJid(header.from);
     if (this.secure && this.settings.listener.phase === "open" && claimed !== null && claimed.domain === header.to) {
       // Phase open: decide on the stream header; the node gets the client's own header.
-      this.next = { kind: "decide", login: { jid: claimed.bare, domain: header.to, replay: rawHeader, pendingHeader: this.streamOpen() } };
-      this.state = "deciding";
-      return true;
+      return { kind: "decide", login: { jid: claimed.bare, domain: header.to, replay: rawHeader, pendingHeader: this.streamOpen() } };
     }
     this.send(this.streamOpen() + this.features());
     this.headerSent = true;
     this.state = "features";
-    return false;
+    return READ_ON;
   }
 
-  onElement(el: Element): boolean {
+  private onElement(el: Element): Step {
     const ns = el.getNS();
     if (ns === NS_TLS && el.getName() === "starttls" && this.state === "features") return this.onStartTls();
     if (ns === NS_SASL) {
@@ -163,16 +149,11 @@ export class PreAuthDialogue implements StreamHandler {
       if (name === "response" && this.state === "sasl-response" && this.mechanism !== undefined) return this.onInitialResponse(this.mechanism, el.getText());
       if (name === "abort") {
         this.saslFailed(new SaslError("aborted", "the client aborted the login"));
-        return false;
+        return READ_ON;
       }
     }
-    if (ns === NS_CLIENT && STANZAS.has(el.getName())) throw new StreamError("not-authorized", "stanzas are not allowed before login");
+    if (ns === NS_CLIENT && STANZA_NAMES.has(el.getName())) throw new StreamError("not-authorized", "stanzas are not allowed before login");
     throw new StreamError("unsupported-stanza-type", `<${el.getName()}/> is not expected here`);
-  }
-
-  onStreamEnd(): void {
-    this.finish("abandoned");
-    this.closeWith(this.headerSent ? STREAM_CLOSE_XML : "");
   }
 
   // --- steps -----------------------------------------------------------------
@@ -188,25 +169,23 @@ export class PreAuthDialogue implements StreamHandler {
     return this.secure || this.settings.allowPlaintext;
   }
 
-  private onStartTls(): boolean {
+  private onStartTls(): Step {
     if (this.secure || this.settings.secureContext() === undefined) {
-      // RFC 6120 5.4.2.2: <failure/> in the TLS namespace, then close.
-      this.finish("rejected");
-      this.closeWith(`<failure xmlns='${NS_TLS}'/>${STREAM_CLOSE_XML}`);
-      return true;
+      this.conn.finish("rejected");
+      this.closeWith(TLS_FAILURE_XML + STREAM_CLOSE_XML);
+      return READ_ON;
     }
     this.send(PROCEED_XML);
-    this.next = { kind: "starttls" };
-    return true;
+    return { kind: "starttls" };
   }
 
-  private onAuth(el: Element): boolean {
+  private onAuth(el: Element): Step {
     if (!this.mayAuthenticate()) throw new StreamError("policy-violation", "STARTTLS is required before login");
     const mechanism = el.attrs.mechanism ?? "";
     const offered = this.offered.find((m) => m === mechanism);
     if (offered === undefined) {
       this.saslFailed(new SaslError("invalid-mechanism", `mechanism '${mechanism}' is not offered`));
-      return false;
+      return READ_ON;
     }
     const text = el.getText();
     if (text.trim() === "") {
@@ -214,12 +193,12 @@ export class PreAuthDialogue implements StreamHandler {
       this.mechanism = offered;
       this.state = "sasl-response";
       this.send(EMPTY_CHALLENGE_XML);
-      return false;
+      return READ_ON;
     }
     return this.onInitialResponse(offered, text);
   }
 
-  private onInitialResponse(mechanism: Mechanism, text: string): boolean {
+  private onInitialResponse(mechanism: Mechanism, text: string): Step {
     const domain = this.header!.to;
     let jid: string | null;
     try {
@@ -227,94 +206,104 @@ export class PreAuthDialogue implements StreamHandler {
     } catch (err) {
       if (!(err instanceof SaslError)) throw err;
       this.saslFailed(err);
-      return false;
+      return READ_ON;
     }
-    // The node gets a whole <auth/> with the initial response, even when the client sent it as a <response/>.
-    const auth = Buffer.from(`<auth xmlns='${NS_SASL}' mechanism='${mechanism}'>${text.trim()}</auth>`);
-    this.next = { kind: "decide", login: { jid, domain, mechanism, replay: auth } };
-    this.state = "deciding";
-    return true;
+    return { kind: "decide", login: { jid, domain, mechanism, replay: Buffer.from(authXml(mechanism, text.trim())) } };
   }
 
   private saslFailed(err: SaslError): void {
     this.saslFailures += 1;
     this.mechanism = undefined;
     this.state = "features";
-    this.log.info({ condition: err.condition, reason: err.message }, "SASL attempt refused");
+    this.conn.log.info({ condition: err.condition, reason: err.message }, "SASL attempt refused");
     this.send(saslFailureXml(err.condition, err.message));
     if (this.saslFailures >= this.settings.maxSaslFailures) throw new StreamError("policy-violation", "too many failed login attempts");
   }
 
   private upgradeToTls(): void {
     const context = this.settings.secureContext();
-    const raw = this.socket;
-    raw.off("data", this.onData);
+    this.conn.readWith(null);
     if (context === undefined) {
       this.fail(new StreamError("internal-server-error", "no TLS certificate"));
       return;
     }
     // XEP-0368: direct TLS speaks ALPN xmpp-client; after STARTTLS no ALPN is expected.
     const alpn = this.settings.listener.kind === "direct-tls" ? ["xmpp-client"] : undefined;
+    const raw = this.conn.socket;
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: alpn });
-    this.socket = secure;
+    this.conn.upgraded(secure);
     secure.on("error", (err: Error) => {
-      this.log.info({ err: err.message }, this.secure ? "TLS error" : "TLS handshake failed");
-      this.finish("rejected");
+      this.conn.log.info({ err: err.message }, this.secure ? "TLS error" : "TLS handshake failed");
+      this.conn.finish("rejected");
       secure.destroy();
     });
     secure.once("close", () => raw.destroy());
     secure.once("secure", () => {
       this.secure = true;
-      this.reader?.restart();
+      this.reader.restart();
       this.header = undefined;
       this.headerSent = false;
+      // RFC 6120 4.7.3: every stream the balancer opens has a new id.
+      this.streamId = newStreamId();
       this.state = "header";
-      secure.on("data", this.onData);
+      this.conn.readWith(this.input);
     });
   }
 
-  private async decide(login: Login, rest: Buffer): Promise<void> {
-    const socket = this.socket;
-    socket.off("data", this.onData);
-    socket.pause();
-    const replay = rest.length > 0 ? Buffer.concat([login.replay, rest]) : login.replay;
+  private async decide(login: Login): Promise<void> {
+    this.state = "deciding";
+    // Bytes already read past the decisive element stay in the reader until the node is known.
+    const unread = this.reader.takeRest();
+    this.conn.hold(this.settings.maxPreAuthBytes - this.bytesSeen);
+    const replay = unread.length > 0 ? Buffer.concat([login.replay, unread]) : login.replay;
     const { mode } = this.settings.listener;
     try {
-      const result = mode === "redirect" ? await this.handoff.redirect(socket, { ...login, replay }, this.log) : await this.handoff.forward(socket, { ...login, replay }, this.log);
-      if (this.state === "done") return; // timed out meanwhile
-      if (result.outcome === "no-node") {
-        this.noNode(login, rest);
-        return;
+      const result = mode === "redirect" ? await this.handoff.redirect(this.conn, { ...login, replay }) : await this.handoff.forward(this.conn, { ...login, replay });
+      if (this.settled) return; // timed out or closed meanwhile
+      if (result.outcome === "no-node") return this.noNode(login, unread);
+      this.conn.finish(result.outcome);
+      if (result.outcome === "abandoned") {
+        this.conn.log.info("the client left before its node answered");
+        return this.closeWith("");
       }
       this.state = "done";
-      this.reader = null;
-      this.finish(result.outcome);
+      clearTimeout(this.timer);
     } catch (err) {
-      this.log.error({ err }, "handoff failed");
-      this.finish("failed");
+      this.conn.log.error({ err }, "handoff failed");
+      this.conn.finish("failed");
       this.closeWith(this.pendingHeader() + streamErrorXml("internal-server-error"));
     }
   }
 
   /** No node could take the login: a SASL failure the client may retry, or (open phase) a stream error. */
   private noNode(login: Login, unread: Buffer): void {
-    this.log.warn({ jid: login.jid, domain: login.domain }, "no cluster node available for this login");
+    const held = this.conn.release();
+    this.conn.log.warn({ jid: login.jid, domain: login.domain }, "no cluster node available for this login");
+    if (held.ended) return this.onClientEnd();
     if (login.pendingHeader !== undefined || login.mechanism === undefined) {
-      this.finish("failed");
+      this.conn.finish("failed");
       this.closeWith(this.pendingHeader() + streamErrorXml("remote-connection-failed", "no cluster node is available"));
       return;
     }
+    this.state = "features";
+    this.conn.readWith(this.input);
     try {
       this.saslFailed(new SaslError("temporary-auth-failure", "no cluster node is available; try again later"));
+      // What followed the <auth/> is read as the next steps of the dialogue; held bytes count once, here.
+      this.bytesSeen += held.bytes.length;
+      if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
+      this.reader.push(unread);
+      this.reader.push(held.bytes);
+      this.readEvents();
     } catch (err) {
-      this.finish("failed");
+      this.conn.finish("failed");
       this.fail(err);
-      return;
     }
-    // Whatever followed the <auth/> is read as the next steps of the dialogue.
-    this.socket.on("data", this.onData);
-    this.socket.resume();
-    if (unread.length > 0) this.onData(unread);
+  }
+
+  /** Read through a getter: the state changes while a decision is awaited. */
+  private get settled(): boolean {
+    return this.state === "done";
   }
 
   // --- output ----------------------------------------------------------------
@@ -329,25 +318,26 @@ export class PreAuthDialogue implements StreamHandler {
   }
 
   private send(xml: string): void {
-    if (!this.socket.destroyed) this.socket.write(xml);
+    if (!this.conn.socket.destroyed) this.conn.socket.write(xml);
   }
 
   private closeWith(xml: string): void {
     this.state = "done";
-    this.socket.off("data", this.onData);
-    if (!this.socket.destroyed) this.socket.end(xml);
-    const socket = this.socket;
-    setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+    clearTimeout(this.timer);
+    this.conn.close(LINGER_MS.rejected, xml);
   }
 
   /** Ends the connection with the stream error that fits `err` (client mistakes are not logged as errors). */
   private fail(err: unknown): void {
     if (this.state === "done") return;
     const streamError = err instanceof StreamError ? err : new StreamError("internal-server-error", "internal error", { cause: err });
-    if (err instanceof StreamError) this.log.info({ condition: err.condition, reason: err.message }, "client rejected");
-    else this.log.error({ err }, "unexpected error in the pre-auth dialogue");
-    this.metrics.streamErrors.inc({ condition: streamError.condition });
-    this.finish("rejected");
+    if (err instanceof StreamError) this.conn.log.info({ condition: err.condition, reason: err.message }, "client rejected");
+    else this.conn.log.error({ err }, "unexpected error in the pre-auth dialogue");
+    this.conn.rejected(streamError.condition);
     this.closeWith(this.pendingHeader() + streamErrorXml(streamError.condition, streamError.message));
   }
+}
+
+function newStreamId(): string {
+  return randomBytes(8).toString("hex");
 }

@@ -1,20 +1,15 @@
-import type { Socket } from "node:net";
-import type { Element } from "@xmpp/xml";
-import { performance } from "node:perf_hooks";
 import type { NodeView } from "../cluster/node.js";
-import type { NodeHealth } from "../control/health.js";
+import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { UpstreamError } from "../errors.js";
-import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { RouteDecision, RouteRequest, Router } from "../router/router.js";
-import type { ClusterStore } from "../store/store.js";
-import { dialNode, type NodeDialOptions } from "../upstream/node-stream.js";
+import { LINGER_MS } from "../net/linger.js";
+import type { RouteDecision, Router } from "../router/router.js";
+import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
 import { relay } from "../upstream/relay.js";
-import { saslMechanismsOf } from "../xmpp/features.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
+import { NodeAdvice } from "./node-advice.js";
 import type { RedirectMemory } from "./redirect-memory.js";
-
-const REDIRECT_LINGER_MS = 5000;
+import type { ClientConnection } from "./sessions.js";
 
 /** What the pre-auth dialogue learnt, handed over for the decision. */
 export interface Login {
@@ -33,110 +28,109 @@ export type HandoffResult = { outcome: "redirected" | "forwarded"; node: NodeVie
 
 export interface HandoffOptions {
   /** How nodes are dialed for clients: TLS to the node, CA, deadline, header limit. */
-  dial: Omit<NodeDialOptions, "domain" | "openStream">;
+  dial: Omit<NodeDialOptions, "domain" | "openStream" | "signal">;
   /** TCP keepalive on node sockets (0: off). */
   keepAliveMs: number;
   redirects: RedirectMemory;
 }
 
-/** After the decision: redirect the client, or dial a node and relay (trying the next node when a dial fails). */
+/**
+ * After the dialogue: asks the router for a node, then redirects the client
+ * there, or dials the node and relays (asking again when a dial fails). What
+ * became of the login goes back to the router through the decision's lease,
+ * and a failed dial to the node table holder.
+ */
 export class Handoff {
+  private readonly advice = new NodeAdvice();
+
   constructor(
     private readonly router: Router,
-    private readonly store: ClusterStore,
-    private readonly health: NodeHealth,
+    private readonly nodes: NodeTableHolder,
     private readonly metrics: Metrics,
     private readonly options: HandoffOptions,
   ) {}
 
-  /** Node configuration warnings already given ("kind node"): once per node is enough. */
-  private readonly warned = new Set<string>();
-
-  private warnOnce(kind: string, nodeId: string, log: Logger, fields: object, message: string): void {
-    const key = `${kind} ${nodeId}`;
-    if (this.warned.has(key)) return;
-    this.warned.add(key);
-    log.warn({ node: nodeId, ...fields }, message);
-  }
-
-  /** Configuration mistakes that break logins, said where an operator looks. */
-  private checkMechanisms(features: Element, nodeId: string, mechanism: string | undefined, log: Logger): void {
-    const offered = saslMechanismsOf(features);
-    if (mechanism !== undefined && offered.length > 0 && !offered.includes(mechanism)) {
-      log.warn({ node: nodeId, mechanism, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms");
-    }
-    if (offered.some((m) => m.endsWith("-PLUS"))) {
-      this.warnOnce("plus", nodeId, log, { offered }, "the node offers channel binding (-PLUS) to the balancer: SCRAM clients that support binding will be refused as a downgrade; disable -PLUS on the node");
-    }
-  }
-
-  private async route(req: RouteRequest): Promise<RouteDecision | null> {
-    const started = performance.now();
-    const decision = await this.router.route(req);
-    this.metrics.routingDuration.observe({ via: decision?.via ?? "none" }, (performance.now() - started) / 1000);
-    return decision;
-  }
-
-  async redirect(client: Socket, login: Login, log: Logger): Promise<HandoffResult> {
-    if (login.jid !== null && this.options.redirects.cameBack(client.remoteAddress ?? "", login.jid)) {
+  async redirect(conn: ClientConnection, login: Login): Promise<HandoffResult> {
+    const address = conn.socket.remoteAddress ?? "";
+    if (login.jid !== null && this.options.redirects.cameBack(address, login.jid)) {
       this.metrics.redirectLoops.inc();
-      log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
-      return this.forward(client, login, log);
+      conn.log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
+      return this.forward(conn, login);
     }
-    const decision = await this.route({ jid: login.jid, domain: login.domain });
+    const decision = await this.router.route({ jid: login.jid, domain: login.domain }, conn.log);
     if (decision === null) return { outcome: "no-node" };
     const { node } = decision;
-    await this.store.redirected(login.jid, node.id);
-    client.end((login.pendingHeader ?? "") + seeOtherHostXml(node.external.host, node.external.port));
-    // The client should close once it has read the redirect; do not wait for it forever.
-    setTimeout(() => client.destroy(), REDIRECT_LINGER_MS).unref();
-    log.info({ jid: login.jid, node: node.id, via: decision.via, to: `${node.external.host}:${node.external.port}` }, "redirected");
+    decision.lease.redirected();
+    if (login.jid !== null) this.options.redirects.remember(address, login.jid);
+    conn.close(LINGER_MS.redirected, (login.pendingHeader ?? "") + seeOtherHostXml(node.external.host, node.external.port));
+    conn.log.info({ jid: login.jid, node: node.id, via: decision.via, to: `${node.external.host}:${node.external.port}` }, "redirected");
     return { outcome: "redirected", node };
   }
 
-  async forward(client: Socket, login: Login, log: Logger): Promise<HandoffResult> {
+  async forward(conn: ClientConnection, login: Login): Promise<HandoffResult> {
     const exclude = new Set<string>();
-    const attempts = this.router.table.nodes.length;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const decision = await this.route({ jid: login.jid, domain: login.domain, exclude });
+    let recheckedOwner = false;
+    for (let attempt = 0; attempt <= this.nodes.table.nodes.length; attempt++) {
+      if (conn.leftSignal.aborted) return { outcome: "abandoned" };
+      const decision = await this.router.route({ jid: login.jid, domain: login.domain, exclude }, conn.log);
       if (decision === null) return { outcome: "no-node" };
       const { node } = decision;
-      let connection;
+      let connection: NodeConnection;
       try {
-        connection = await dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined });
+        connection = await dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal });
       } catch (err) {
         if (!(err instanceof UpstreamError)) throw err;
-        exclude.add(node.id);
+        if (conn.leftSignal.aborted) return this.abandoned(decision);
         this.metrics.dialFailures.inc({ node: node.id });
-        log.warn({ node: node.id, err: err.message, code: err.code }, "node dial failed; trying the next one");
-        if (err.nodeFault) this.health.markDown(node.id, err.message);
+        conn.log.warn({ node: node.id, err: err.message, code: err.code }, "node dial failed");
+        if (err.nodeFault) {
+          this.nodes.reportDialFailure(node.id);
+          // The JID's own node may only have been slow: let a probe decide before its users move.
+          if (decision.via === "directory" && !recheckedOwner) {
+            recheckedOwner = true;
+            const settled = await this.nodes.settled(node.id, this.options.dial.timeoutMs);
+            if (settled?.health === "up") continue;
+          }
+        }
+        exclude.add(node.id);
         continue;
       }
-      const upstream = connection.socket;
-      if (client.destroyed || client.writableEnded) {
-        upstream.destroy();
-        return { outcome: "abandoned" };
-      }
-      if (connection.features !== undefined) this.checkMechanisms(connection.features, node.id, login.mechanism, log);
-      if (connection.tlsRequiredByNode) {
-        this.warnOnce("tls", node.id, log, {}, "the node requires TLS before SASL: the balancer uses STARTTLS to it (--backend-tls makes this explicit; phase open needs it)");
-      }
-      if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
-      upstream.setNoDelay(true);
-      if (connection.leftover.length > 0) client.write(connection.leftover);
-      upstream.write(login.replay);
-      void this.store.connectionOpened(login.jid, node.id).catch((err: Error) => log.warn({ err: err.message }, "store: cannot record the connection"));
-      this.metrics.forwardedActive.inc({ node: node.id });
-      relay(client, upstream, (stats) => {
-        this.metrics.forwardedActive.dec({ node: node.id });
-        this.metrics.relayBytes.inc({ direction: "up" }, stats.up);
-        this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
-        void this.store.connectionClosed(login.jid, node.id).catch((err: Error) => log.warn({ err: err.message }, "store: cannot record the close"));
-        log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
-      });
-      log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
-      return { outcome: "forwarded", node };
+      return this.startRelay(conn, login, decision, connection);
     }
     return { outcome: "no-node" };
+  }
+
+  private startRelay(conn: ClientConnection, login: Login, decision: RouteDecision, connection: NodeConnection): HandoffResult {
+    const { node } = decision;
+    const upstream = connection.socket;
+    const held = conn.release();
+    if (conn.leftSignal.aborted || held.ended) {
+      // The client left before its node answered: nothing of its login goes to the node.
+      upstream.destroy();
+      return this.abandoned(decision);
+    }
+    if (connection.features !== undefined) this.advice.checkFeatures(connection.features, node.id, login.mechanism, conn.log);
+    if (connection.tlsRequiredByNode) this.advice.tlsRequired(node.id, conn.log);
+    if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
+    upstream.setNoDelay(true);
+    const client = conn.handOver(() => client.destroy());
+    if (connection.leftover.length > 0) client.write(connection.leftover);
+    upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
+    decision.lease.opened();
+    this.metrics.forwardedActive.inc({ node: node.id });
+    relay(client, upstream, (stats) => {
+      this.metrics.forwardedActive.dec({ node: node.id });
+      this.metrics.relayBytes.inc({ direction: "up" }, stats.up);
+      this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
+      decision.lease.closed();
+      conn.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
+    });
+    conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
+    return { outcome: "forwarded", node };
+  }
+
+  private abandoned(decision: RouteDecision): HandoffResult {
+    if (decision.via === "strategy") decision.lease.refused();
+    return { outcome: "abandoned" };
   }
 }

@@ -14,15 +14,15 @@ export class RedirectMemory {
     if (windowMs > 0) this.sweeper = setInterval(() => this.sweep(), Math.max(1000, windowMs)).unref();
   }
 
-  /** Whether (address, jid) was redirected within the window; records this redirect when it was not. */
+  /** Whether (address, jid) was redirected within the window. */
   cameBack(address: string, jid: string): boolean {
-    if (this.windowMs <= 0) return false;
-    const key = `${address} ${jid}`;
-    const now = this.now();
-    const until = this.until.get(key);
-    if (until !== undefined && until > now) return true;
-    this.until.set(key, now + this.windowMs);
-    return false;
+    const until = this.until.get(`${address} ${jid}`);
+    return until !== undefined && until > this.now();
+  }
+
+  /** Records a redirect of (address, jid). */
+  remember(address: string, jid: string): void {
+    if (this.windowMs > 0) this.until.set(`${address} ${jid}`, this.now() + this.windowMs);
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import type { NodeSpec } from "../cluster/node.js";
-import type { ClusterStore, StoreOptions } from "./store.js";
+import type { ClusterStore, StoreOptions, StoredNode } from "./store.js";
 
 interface DirectoryEntry {
   node: string;
@@ -7,6 +7,8 @@ interface DirectoryEntry {
   open: number;
   /** When the entry may be forgotten, once `open` is 0. */
   expiresAt: number;
+  /** Written by claim() and not yet confirmed by a connection or a redirect: release() may forget it. */
+  unconfirmed: boolean;
 }
 
 interface RedirectHold {
@@ -15,11 +17,14 @@ interface RedirectHold {
 }
 
 /**
- * The embedded store: one balancer instance, nodes fixed at start. A claim is
- * atomic because it runs to completion on the event loop.
+ * The embedded store: one balancer instance, nodes fixed at start (only their
+ * drain flags change). A claim is atomic because it runs to completion on the
+ * event loop.
  */
 export class MemoryStore implements ClusterStore {
   readonly kind = "memory";
+  private readonly drained = new Set<string>();
+  private readonly watchers = new Set<(nodes: StoredNode[]) => void>();
   private readonly directory = new Map<string, DirectoryEntry>();
   private readonly connections = new Map<string, number>();
   private readonly redirectLoad = new Map<string, number>();
@@ -37,8 +42,25 @@ export class MemoryStore implements ClusterStore {
     this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(60_000, options.affinityGraceMs))).unref();
   }
 
-  async listNodes(): Promise<NodeSpec[]> {
-    return [...this.nodes];
+  async listNodes(): Promise<StoredNode[]> {
+    return this.snapshot();
+  }
+
+  watchNodes(onChange: (nodes: StoredNode[]) => void): () => void {
+    this.watchers.add(onChange);
+    return () => {
+      this.watchers.delete(onChange);
+    };
+  }
+
+  async drain(nodeId: string): Promise<void> {
+    if (this.drained.has(nodeId)) return;
+    this.drained.add(nodeId);
+    this.announce(nodeId);
+  }
+
+  async undrain(nodeId: string): Promise<void> {
+    if (this.drained.delete(nodeId)) this.announce(nodeId);
   }
 
   async lookup(jid: string): Promise<string | null> {
@@ -48,19 +70,31 @@ export class MemoryStore implements ClusterStore {
   async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string> {
     const entry = this.live(jid);
     if (entry === undefined) {
-      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityGraceMs });
+      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityGraceMs, unconfirmed: true });
       return nodeId;
     }
-    if (entry.node !== nodeId && replace.includes(entry.node)) entry.node = nodeId;
+    if (entry.node !== nodeId && replace.includes(entry.node)) {
+      entry.node = nodeId;
+      entry.unconfirmed = true;
+    }
     return entry.node;
+  }
+
+  async release(jid: string, nodeId: string): Promise<void> {
+    const entry = this.live(jid);
+    if (entry !== undefined && entry.unconfirmed && entry.node === nodeId && entry.open === 0) this.directory.delete(jid);
   }
 
   async connectionOpened(jid: string | null, nodeId: string): Promise<void> {
     this.connections.set(nodeId, (this.connections.get(nodeId) ?? 0) + 1);
     if (jid === null) return;
     const entry = this.live(jid);
-    if (entry === undefined) this.directory.set(jid, { node: nodeId, open: 1, expiresAt: Infinity });
-    else entry.open += 1;
+    if (entry === undefined) {
+      this.directory.set(jid, { node: nodeId, open: 1, expiresAt: Infinity, unconfirmed: false });
+    } else {
+      entry.open += 1;
+      entry.unconfirmed = false;
+    }
   }
 
   async connectionClosed(jid: string | null, nodeId: string): Promise<void> {
@@ -80,7 +114,9 @@ export class MemoryStore implements ClusterStore {
     this.redirectLoad.set(nodeId, (this.redirectLoad.get(nodeId) ?? 0) + 1);
     if (jid === null) return;
     const entry = this.live(jid);
-    if (entry !== undefined && entry.open === 0) entry.expiresAt = Math.max(entry.expiresAt, until);
+    if (entry === undefined) return;
+    entry.unconfirmed = false;
+    if (entry.open === 0) entry.expiresAt = Math.max(entry.expiresAt, until);
   }
 
   async loads(): Promise<ReadonlyMap<string, number>> {
@@ -92,6 +128,17 @@ export class MemoryStore implements ClusterStore {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    this.watchers.clear();
+  }
+
+  /** Tells the watchers, when the drained node is one of ours (other ids change nothing they see). */
+  private announce(nodeId: string): void {
+    if (!this.nodes.some((n) => n.id === nodeId)) return;
+    for (const watcher of [...this.watchers]) watcher(this.snapshot());
+  }
+
+  private snapshot(): StoredNode[] {
+    return this.nodes.map((n) => ({ ...n, draining: this.drained.has(n.id), source: "static" }));
   }
 
   private live(jid: string): DirectoryEntry | undefined {

@@ -1,14 +1,31 @@
 import type { NodeSpec } from "../cluster/node.js";
 
+/** A node as the store knows it: its spec, the operator's drain flag and where it came from. */
+export interface StoredNode extends NodeSpec {
+  /** An operator drained it: no new users, existing sessions continue. */
+  draining: boolean;
+  /** "static": from --node flags; "registered": heartbeated into the store by a sidecar. */
+  source: "static" | "registered";
+  /** ms since epoch of the last heartbeat (registered nodes). */
+  lastHeartbeat?: number;
+}
+
 /**
  * The cluster membership store: nodes, their load and the session directory
  * (bare JID -> node id). Every method is async so a networked store (Redis)
  * fits the same interface as the embedded memory store.
  */
 export interface ClusterStore {
-  readonly kind: string;
-  /** The nodes the store knows. */
-  listNodes(): Promise<NodeSpec[]>;
+  readonly kind: "memory" | "redis";
+  /** Static nodes given at construction + registered ones, drain flags applied. */
+  listNodes(): Promise<StoredNode[]>;
+  /**
+   * Calls `onChange` with the whole list whenever it may have changed (Redis:
+   * pub/sub, plus a periodic re-read as the safety net). Returns an
+   * unsubscribe function. Memory store: never calls back except when
+   * drain/undrain change it.
+   */
+  watchNodes(onChange: (nodes: StoredNode[]) => void): () => void;
   /** The node that holds `jid`'s sessions, or null. */
   lookup(jid: string): Promise<string | null>;
   /**
@@ -17,14 +34,28 @@ export interface ClusterStore {
    * Returns the owner after the call.
    */
   claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string>;
+  /**
+   * The node refused this login (wrong password...): forget the claim if it
+   * still names nodeId and no open connection holds it. Only an entry that
+   * claim() wrote and no connectionOpened() or redirected() has confirmed yet
+   * is forgotten, so a refused login never unpins a user who is within the
+   * affinity window.
+   */
+  release(jid: string, nodeId: string): Promise<void>;
   /** A forwarded connection opened (jid null: anonymous): keeps the entry while any is open. */
   connectionOpened(jid: string | null, nodeId: string): Promise<void>;
   /** ...and closed: after the last one the entry lives on for the affinity grace period. */
   connectionClosed(jid: string | null, nodeId: string): Promise<void>;
   /** `jid` was redirected to `nodeId`: keep the entry and count the load for the grace period. */
   redirected(jid: string | null, nodeId: string): Promise<void>;
-  /** Load per node: open forwarded connections plus redirects within the grace period. */
+  /**
+   * Load per node: open forwarded connections plus redirects within the grace
+   * period. Cluster-wide sum for Redis (cached, refreshed in the background).
+   */
   loads(): Promise<ReadonlyMap<string, number>>;
+  /** Operator actions, same meaning for both stores: a drained node takes no new users. */
+  drain(nodeId: string): Promise<void>;
+  undrain(nodeId: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -26,6 +26,7 @@ declare module "@xmpp/xml" {
     cursor: Element | null;
     write(data: string): void;
     end(data?: string): void;
+    onStartElement(name: string, attrs: Record<string, string>): void;
     onText(str: string): void;
   }
 

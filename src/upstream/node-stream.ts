@@ -4,7 +4,8 @@ import type { Element } from "@xmpp/xml";
 import type { HostPort } from "../cluster/address.js";
 import { StreamError, UpstreamError } from "../errors.js";
 import { NS_SASL, NS_STREAM, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.js";
-import { StreamReader } from "../xmpp/stream-reader.js";
+import { STARTTLS_XML } from "../xmpp/nonzas.js";
+import { StreamReader, type StreamEvent } from "../xmpp/stream-reader.js";
 import { clientStreamOpenXml } from "../xmpp/stream-header.js";
 
 export interface NodeDialOptions {
@@ -21,6 +22,8 @@ export interface NodeDialOptions {
   maxHeaderBytes: number;
   /** Open an XMPP stream and read the node's features (login phase, health probes). */
   openStream: boolean;
+  /** Aborts the dial (the client left): the node's socket is destroyed at once. */
+  signal?: AbortSignal;
 }
 
 export interface NodeConnection {
@@ -40,41 +43,33 @@ function requiresTls(features: Element): boolean {
   return starttls.getChild("required") !== undefined || features.getChild("mechanisms", NS_SASL) === undefined;
 }
 
-type Event = { kind: "start"; el: Element } | { kind: "element"; el: Element } | { kind: "end" };
-
-/** Reads one XMPP stream from a node, one event at a time, keeping unread bytes. */
+/** Reads one XMPP stream from a node, one event at a time; what follows the last event stays unread. */
 class NodeStreamReader {
   private readonly reader: StreamReader;
-  private unread: Buffer = Buffer.alloc(0);
-  private event: Event | null = null;
+  private socket: net.Socket | null = null;
   private wake: (() => void) | null = null;
-  private failure: Error | null = null;
+  private failure: UpstreamError | null = null;
 
-  constructor(
-    private socket: net.Socket,
-    maxHeaderBytes: number,
-  ) {
-    this.reader = new StreamReader(
-      {
-        onStreamStart: (el) => ((this.event = { kind: "start", el }), true),
-        onElement: (el) => ((this.event = { kind: "element", el }), true),
-        onStreamEnd: () => void (this.event = { kind: "end" }),
-      },
-      maxHeaderBytes,
-    );
+  constructor(socket: net.Socket, maxHeaderBytes: number) {
+    // The node is trusted to be a server: its features have children, and no tag limit applies.
+    this.reader = new StreamReader({ maxHeaderBytes, maxTagBytes: Infinity, childElements: true });
     this.attach(socket);
   }
 
   private readonly onData = (chunk: Buffer): void => {
-    this.unread = this.unread.length === 0 ? chunk : Buffer.concat([this.unread, chunk]);
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      this.failure ??= badXml(err);
+    }
     this.wake?.();
   };
   private readonly onClose = (): void => {
-    this.failure ??= new UpstreamError("XMPP_LB_NODE_CLOSED", "the node closed the connection during stream setup", true);
+    this.failure ??= new UpstreamError("XMPP_LB_NODE_CLOSED", "the node closed the connection during stream setup");
     this.wake?.();
   };
   private readonly onError = (err: Error): void => {
-    this.failure ??= new UpstreamError("XMPP_LB_NODE_UNREACHABLE", `node connection failed: ${err.message}`, true, { cause: err });
+    this.failure ??= new UpstreamError("XMPP_LB_NODE_UNREACHABLE", `node connection failed: ${err.message}`, { cause: err });
     this.wake?.();
   };
 
@@ -83,30 +78,33 @@ class NodeStreamReader {
     socket.on("data", this.onData).on("close", this.onClose).on("error", this.onError);
   }
 
+  /** Stops reading from the socket; bytes that arrive later stay in the socket for its next owner. */
   detach(): void {
-    this.socket.off("data", this.onData).off("close", this.onClose).off("error", this.onError);
+    this.socket?.pause();
+    this.socket?.off("data", this.onData).off("close", this.onClose).off("error", this.onError);
+    this.socket = null;
   }
 
-  restart(): void {
+  /** Writes to the node (the socket the reader is attached to). */
+  write(data: string): void {
+    this.socket?.write(data);
+  }
+
+  /** A new stream: after STARTTLS, on the TLS socket. */
+  restart(socket: net.Socket): void {
     this.reader.restart();
+    this.attach(socket);
   }
 
-  async next(): Promise<Event> {
+  async next(): Promise<StreamEvent> {
     for (;;) {
-      if (this.unread.length > 0) {
-        const data = this.unread;
-        this.unread = Buffer.alloc(0);
-        try {
-          this.unread = this.reader.push(data) ?? Buffer.alloc(0);
-        } catch (err) {
-          const reason = err instanceof StreamError ? err.message : String(err);
-          throw new UpstreamError("XMPP_LB_NODE_BAD_XML", `the node sent bad XML: ${reason}`, true, { cause: err });
-        }
-        const event = this.event;
-        this.event = null;
-        if (event !== null) return event;
-        continue;
+      let event: StreamEvent | null;
+      try {
+        event = this.reader.next();
+      } catch (err) {
+        throw badXml(err);
       }
+      if (event !== null) return event;
       if (this.failure !== null) throw this.failure;
       await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = null;
@@ -115,45 +113,50 @@ class NodeStreamReader {
 
   async expectElement(): Promise<Element> {
     const event = await this.next();
-    if (event.kind !== "element") throw new UpstreamError("XMPP_LB_NODE_STREAM", "the node ended its stream during setup", false);
-    if (event.el.is("error", NS_STREAM)) {
-      const condition = event.el.getChildElements().find((c) => c.getNS() === NS_STREAMS)?.name ?? "undefined-condition";
-      throw new UpstreamError("XMPP_LB_NODE_STREAM_ERROR", `the node answered with stream error <${condition}/>`, false);
+    if (event.kind !== "element") throw new UpstreamError("XMPP_LB_NODE_PROTOCOL", "the node ended its stream during setup");
+    if (event.element.is("error", NS_STREAM)) {
+      const condition = event.element.getChildElements().find((c) => c.getNS() === NS_STREAMS)?.name ?? "undefined-condition";
+      throw new UpstreamError("XMPP_LB_NODE_REFUSED", `the node answered the balancer with the stream error <${condition}/>`);
     }
-    return event.el;
+    return event.element;
   }
 
   async openStream(domain: string): Promise<Element> {
-    this.socket.write(clientStreamOpenXml(domain));
+    this.write(clientStreamOpenXml(domain));
     const start = await this.next();
-    if (start.kind !== "start") throw new UpstreamError("XMPP_LB_NODE_STREAM", "the node did not open a stream", true);
+    if (start.kind !== "start") throw new UpstreamError("XMPP_LB_NODE_PROTOCOL", "the node did not open a stream");
     const features = await this.expectElement();
     if (!features.is("features", NS_STREAM)) {
-      throw new UpstreamError("XMPP_LB_NODE_STREAM", `the node sent <${features.name}/> instead of its features`, true);
+      throw new UpstreamError("XMPP_LB_NODE_PROTOCOL", `the node sent <${features.name}/> instead of its features`);
     }
     return features;
   }
 
   /** The bytes read but not consumed: what follows the last element read. */
-  takeUnread(): Buffer {
-    const rest = Buffer.concat([this.reader.takePending(), this.unread]);
-    this.unread = Buffer.alloc(0);
-    return rest;
+  takeRest(): Buffer {
+    return this.reader.takeRest();
   }
 }
 
-function connectTcp(address: HostPort): Promise<net.Socket> {
+function badXml(err: unknown): UpstreamError {
+  const reason = err instanceof StreamError ? err.message : String(err);
+  return new UpstreamError("XMPP_LB_NODE_BAD_XML", `the node sent bad XML: ${reason}`, { cause: err });
+}
+
+/** Resolves once connected; the socket exists at once, so a deadline or an abort can destroy it mid-connect. */
+function connected(socket: net.Socket, address: HostPort): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: address.host, port: address.port, allowHalfOpen: true });
     const onError = (err: Error): void => {
+      socket.off("connect", onConnect).off("close", onClose);
       socket.destroy();
-      reject(new UpstreamError("XMPP_LB_NODE_UNREACHABLE", `cannot connect to ${address.host}:${address.port}: ${err.message}`, true, { cause: err }));
+      reject(new UpstreamError("XMPP_LB_NODE_UNREACHABLE", `cannot connect to ${address.host}:${address.port}: ${err.message}`, { cause: err }));
     };
-    socket.once("error", onError);
-    socket.once("connect", () => {
-      socket.off("error", onError);
+    const onClose = (): void => onError(new Error("closed while connecting"));
+    const onConnect = (): void => {
+      socket.off("error", onError).off("close", onClose);
       resolve(socket);
-    });
+    };
+    socket.once("error", onError).once("close", onClose).once("connect", onConnect);
   });
 }
 
@@ -168,7 +171,7 @@ function startTls(socket: net.Socket, opts: NodeDialOptions): Promise<tls.TLSSoc
     });
     const onError = (err: Error): void => {
       secure.destroy();
-      reject(new UpstreamError("XMPP_LB_NODE_TLS", `TLS with the node failed: ${err.message}`, true, { cause: err }));
+      reject(new UpstreamError("XMPP_LB_NODE_TLS", `TLS with the node failed: ${err.message}`, { cause: err }));
     };
     secure.once("error", onError);
     secure.once("secureConnect", () => {
@@ -185,22 +188,25 @@ function startTls(socket: net.Socket, opts: NodeDialOptions): Promise<tls.TLSSoc
  * setup is bounded by `timeoutMs`.
  */
 export async function dialNode(address: HostPort, opts: NodeDialOptions): Promise<NodeConnection> {
-  let socket: net.Socket | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let timedOut = false;
-  // After the deadline, a step that still completes must not leave a socket behind.
-  const alive = <T extends net.Socket>(s: T): T => {
-    if (timedOut) {
-      s.destroy();
-      throw new UpstreamError("XMPP_LB_NODE_TIMEOUT", "node setup finished after its deadline", true);
-    }
-    return s;
-  };
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => (timedOut = true, socket?.destroy(), reject(new UpstreamError("XMPP_LB_NODE_TIMEOUT", `no answer from ${address.host}:${address.port} within ${opts.timeoutMs} ms`, true))), opts.timeoutMs);
+  // Created before the first await, so the deadline (or the client leaving) can always destroy it.
+  let socket: net.Socket = net.connect({ host: address.host, port: address.port, allowHalfOpen: true });
+  let onAbort: (() => void) | undefined;
+  let giveUp!: (err: UpstreamError) => void;
+  const stopped = new Promise<never>((_, reject) => {
+    giveUp = (err) => {
+      socket.destroy();
+      reject(err);
+    };
   });
+  stopped.catch(() => {}); // settled by whichever comes first; the race below reports it
+  const timer = setTimeout(() => giveUp(new UpstreamError("XMPP_LB_NODE_TIMEOUT", `no answer from ${address.host}:${address.port} within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+  if (opts.signal !== undefined) {
+    onAbort = () => giveUp(new UpstreamError("XMPP_LB_NODE_ABANDONED", "the client left during the dial"));
+    if (opts.signal.aborted) onAbort();
+    else opts.signal.addEventListener("abort", onAbort, { once: true });
+  }
   const setup = async (): Promise<NodeConnection> => {
-    socket = alive(await connectTcp(address));
+    await connected(socket, address);
     const always = opts.tls === "always";
     if (!always && !opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
     const reader = new NodeStreamReader(socket, opts.maxHeaderBytes);
@@ -208,27 +214,27 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
     const required = !always && requiresTls(features);
     if (always || required) {
       if (features.getChild("starttls", NS_TLS) === undefined) {
-        throw new UpstreamError("XMPP_LB_NODE_NO_TLS", "the node does not offer STARTTLS (--backend-tls)", true);
+        throw new UpstreamError("XMPP_LB_NODE_NO_TLS", "the node does not offer STARTTLS (--backend-tls)");
       }
-      socket.write(`<starttls xmlns='${NS_TLS}'/>`);
+      reader.write(STARTTLS_XML);
       const answer = await reader.expectElement();
-      if (!answer.is("proceed", NS_TLS)) throw new UpstreamError("XMPP_LB_NODE_TLS", "the node refused STARTTLS", true);
+      if (!answer.is("proceed", NS_TLS)) throw new UpstreamError("XMPP_LB_NODE_TLS", "the node refused STARTTLS");
       reader.detach();
-      socket = alive(await startTls(socket, opts));
+      socket = await startTls(socket, opts);
       if (!opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
-      reader.attach(socket);
-      reader.restart();
+      reader.restart(socket);
       features = await reader.openStream(opts.domain);
     }
     reader.detach();
-    return { socket, features, leftover: reader.takeUnread(), tlsRequiredByNode: required };
+    return { socket, features, leftover: reader.takeRest(), tlsRequiredByNode: required };
   };
   try {
-    return await Promise.race([setup(), timeout]);
+    return await Promise.race([setup(), stopped]);
   } catch (err) {
-    socket?.destroy();
+    socket.destroy();
     throw err;
   } finally {
     clearTimeout(timer);
+    if (onAbort !== undefined) opts.signal?.removeEventListener("abort", onAbort);
   }
 }

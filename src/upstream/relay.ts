@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 
 export interface RelayStats {
   /** Bytes from the client to the node. */
@@ -7,28 +8,20 @@ export interface RelayStats {
   down: number;
 }
 
-/** How long a side that has been sent our FIN may take to close in turn. */
-const LINGER_MS = 10_000;
-
 /**
  * One direction of a relay: bytes are written as they arrive, with no parsing
  * and no copy; when the destination's buffer is full the source is paused
  * until it drains (backpressure). A FIN is passed on as a FIN (half-close), so
- * a closing `</stream:stream>` and its answer both get through.
+ * a closing `</stream:stream>` and its answer both get through, including a
+ * FIN that came before the relay started.
  */
 function pump(from: Socket, to: Socket): void {
   from.on("data", (chunk: Buffer) => {
     if (!to.write(chunk)) from.pause();
   });
   to.on("drain", () => from.resume());
-  from.on("end", () => to.end());
-}
-
-/** When one side is gone: let the other flush what it has, then make sure it goes too. */
-function closeAfter(other: Socket): void {
-  if (other.destroyed) return;
-  if (!other.writableEnded) other.end();
-  setTimeout(() => other.destroy(), LINGER_MS).unref();
+  if (from.readableEnded) to.end();
+  else from.on("end", () => to.end());
 }
 
 /**
@@ -49,8 +42,9 @@ export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats)
   };
   pump(client, node);
   pump(node, client);
-  client.on("error", fail).once("close", () => (closeAfter(node), closed()));
-  node.on("error", fail).once("close", () => (closeAfter(client), closed()));
+  // When one side is gone, the other may flush what it has, then it goes too.
+  client.on("error", fail).once("close", () => (endThenDestroy(node, LINGER_MS.relay), closed()));
+  node.on("error", fail).once("close", () => (endThenDestroy(client, LINGER_MS.relay), closed()));
   client.resume();
   node.resume();
 }

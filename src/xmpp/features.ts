@@ -13,10 +13,6 @@ export function featuresXml(opts: { starttls: "required" | "optional" | "none"; 
   return `<stream:features>${inner}</stream:features>`;
 }
 
-export const PROCEED_XML = `<proceed xmlns='${NS_TLS}'/>`;
-export const EMPTY_CHALLENGE_XML = `<challenge xmlns='${NS_SASL}'/>`;
-export const STREAM_CLOSE_XML = "</stream:stream>";
-
 /** The SASL mechanisms a peer's `<stream:features/>` offers. */
 export function saslMechanismsOf(features: Element): string[] {
   return features.getChild("mechanisms", NS_SASL)?.getChildren("mechanism").map((m) => m.getText().trim()) ?? [];

@@ -79,6 +79,14 @@ function scramIdentity(payload: Buffer, domain: string): string {
   }
   const user = unescapeSaslName(userField.slice(2));
   if (user === "") throw new SaslError("malformed-request", "the SCRAM user name is empty");
+  // As with PLAIN, the authorization identity (a=) is who the session will be, so it decides the node.
+  const authzField = fields[1] ?? "";
+  if (authzField.startsWith("a=")) {
+    const authzid = unescapeSaslName(authzField.slice(2));
+    if (authzid !== "") return userJid(authzid, domain);
+  } else if (authzField !== "") {
+    throw new SaslError("malformed-request", "a SCRAM gs2 header carries a=<authzid> or nothing");
+  }
   return userJid(user, domain);
 }
 

@@ -1,18 +1,46 @@
 import { Parser, type Element } from "@xmpp/xml";
 import { StreamError } from "../errors.js";
+import { STANZA_NAMES } from "./namespaces.js";
 
-/** What a StreamReader reports; returning true from a callback stops reading at that point. */
-export interface StreamHandler {
-  onStreamStart(header: Element, rawHeader: Buffer): boolean | void;
-  onElement(element: Element): boolean | void;
-  onStreamEnd(): void;
+/** What a StreamReader yields, one at a time. */
+export type StreamEvent =
+  | { kind: "start"; element: Element; /** The header's bytes as received (from the XML declaration on). */ raw: Buffer }
+  | { kind: "element"; element: Element }
+  | { kind: "end" };
+
+export interface StreamReaderLimits {
+  /** Largest stream header (with its XML declaration). */
+  maxHeaderBytes: number;
+  /** Largest run of bytes without a '>' (one tag, or text and a tag) after the header. */
+  maxTagBytes: number;
+  /**
+   * Whether top-level elements may have child elements. Before login nothing a
+   * client sends has any (`<starttls/>`, `<auth>`, `<response>`, `<abort/>`),
+   * so the client side refuses them at once: the parser would otherwise keep a
+   * whole tree in memory for every unclosed element.
+   */
+  childElements: boolean;
 }
 
 const GT = 0x3e; // '>'
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** @xmpp/xml's Parser, minus its complaint about whitespace before the root (after `<?xml ...?>`). */
-class TolerantParser extends Parser {
+/** @xmpp/xml's Parser, minus its complaint about whitespace before the root, and optionally flat. */
+class PreAuthParser extends Parser {
+  constructor(private readonly childElements: boolean) {
+    super();
+  }
+
+  override onStartElement(name: string, attrs: Record<string, string>): void {
+    const parent = this.cursor;
+    if (!this.childElements && parent !== null && parent !== this.root) {
+      // A stanza is refused for what it is (RFC 6120 4.9.3.12: no stanzas before login), anything else for its size.
+      if (STANZA_NAMES.has(parent.name)) throw new StreamError("not-authorized", "stanzas are not allowed before login");
+      throw new StreamError("policy-violation", `<${name}/> inside <${parent.name}/>: no element before login has children`);
+    }
+    super.onStartElement(name, attrs);
+  }
+
   override onText(str: string): void {
     if (this.cursor === null && str.trim() === "") return;
     super.onText(str);
@@ -21,90 +49,122 @@ class TolerantParser extends Parser {
 
 /**
  * Reads the XML of one stream during the pre-auth dialogue, on either side of
- * the balancer. Bytes are fed to the parser in segments that end at a '>', so
- * at most one tag completes per segment and the reader knows the exact byte
- * where a decisive element ends: what follows is handed back untouched, to be
- * replayed to a node. Input the parser would mishandle is refused first:
- * `<!DOCTYPE>` (which @xmpp/xml silently swallows), comments, processing
- * instructions and unknown entities (on which it throws).
+ * the balancer. Its user pushes bytes and pulls events. Bytes are parsed in
+ * segments that end at a '>', so at most one tag completes per segment and the
+ * reader knows the exact byte where a decisive element ends: `takeRest()`
+ * hands back what follows, untouched, to be replayed to a node.
+ *
+ * Input the parser would mishandle is refused first: `<!DOCTYPE>` (which
+ * @xmpp/xml silently swallows), comments, processing instructions, unknown
+ * entities (on which it throws), and control characters XML forbids (which
+ * would otherwise wait for a '>' that never comes). Buffered bytes are scanned
+ * once, so input dripped a byte at a time costs linear time.
  */
 export class StreamReader {
-  private parser!: TolerantParser;
-  private pending: Buffer | null = null;
-  private headerSegments: Buffer[] | null = null;
+  private parser!: PreAuthParser;
+  private buffer = Buffer.alloc(0);
+  /** buffer[readPos, length) is unparsed; buffer[readPos, scanPos) is known to hold no '>'. */
+  private length = 0;
+  private readPos = 0;
+  private scanPos = 0;
+  private readonly events: StreamEvent[] = [];
+  private headerSegments: Buffer[] = [];
   private headerBytes = 0;
-  private stopped = false;
-  private failure: StreamError | null = null;
   private started = false;
   /** Whether the first non-space byte of this stream has been seen (and was '<'). */
   private opened = false;
 
-  constructor(
-    private readonly handler: StreamHandler,
-    private readonly maxHeaderBytes: number,
-  ) {
+  constructor(private readonly limits: StreamReaderLimits) {
     this.restart();
   }
 
-  /** A new stream on the same transport (after STARTTLS or SASL): a fresh parser. */
+  /** A new stream on the same transport (after STARTTLS or SASL): a fresh parser, nothing buffered. */
   restart(): void {
-    const parser = new TolerantParser();
-    parser.on("start", (el: Element) => {
+    const parser = new PreAuthParser(this.limits.childElements);
+    parser.on("start", (element: Element) => {
       this.started = true;
-      const raw = Buffer.concat(this.headerSegments ?? []);
-      this.headerSegments = null;
-      if (this.handler.onStreamStart(el, raw) === true) this.stopped = true;
+      this.events.push({ kind: "start", element, raw: Buffer.concat(this.headerSegments) });
+      this.headerSegments = [];
     });
-    parser.on("element", (el: Element) => {
-      if (this.handler.onElement(el) === true) this.stopped = true;
-    });
-    parser.on("end", () => {
-      this.stopped = true;
-      this.handler.onStreamEnd();
-    });
+    parser.on("element", (element: Element) => void this.events.push({ kind: "element", element }));
+    parser.on("end", () => void this.events.push({ kind: "end" }));
     parser.on("error", (err: Error) => {
-      this.failure ??= new StreamError("not-well-formed", err.message);
+      throw new StreamError("not-well-formed", err.message);
     });
     this.parser = parser;
-    this.pending = null;
+    this.buffer = Buffer.alloc(0);
+    this.length = this.readPos = this.scanPos = 0;
+    this.events.length = 0;
     this.headerSegments = [];
     this.headerBytes = 0;
     this.started = false;
     this.opened = false;
-    this.stopped = false;
-    this.failure = null;
   }
 
-  /**
-   * Feeds bytes. Returns the bytes left unread when a callback stopped the reader
-   * (possibly empty), or undefined when everything was read. Throws StreamError.
-   */
-  push(chunk: Buffer): Buffer | undefined {
+  /** Buffers bytes for next(). Throws StreamError for bytes no XML stream may carry. */
+  push(chunk: Buffer): void {
     if (!this.opened) this.checkOpening(chunk);
-    const data = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    this.pending = null;
-    this.stopped = false;
-    let pos = 0;
-    for (let gt = data.indexOf(GT, pos); gt !== -1; gt = data.indexOf(GT, pos)) {
-      this.feed(data.subarray(pos, gt + 1));
-      pos = gt + 1;
-      if (this.stopped) return data.subarray(pos);
-    }
-    if (pos < data.length) {
-      this.pending = data.subarray(pos);
-      if (!this.started && this.headerBytes + this.pending.length > this.maxHeaderBytes) {
-        throw new StreamError("policy-violation", "the stream header is too large");
+    refuseControlCharacters(chunk);
+    this.append(chunk);
+  }
+
+  /** The next event, or null until more bytes arrive. Throws StreamError. */
+  next(): StreamEvent | null {
+    for (;;) {
+      const queued = this.events.shift();
+      if (queued !== undefined) return queued;
+      const gt = this.buffer.subarray(0, this.length).indexOf(GT, this.scanPos);
+      if (gt === -1) {
+        this.scanPos = this.length;
+        this.checkUnparsed();
+        return null;
       }
+      const segment = this.buffer.subarray(this.readPos, gt + 1);
+      this.readPos = this.scanPos = gt + 1;
+      this.feed(segment);
     }
-    return undefined;
+  }
+
+  /** The bytes received but not yet parsed: they belong to whoever takes the transport over. */
+  takeRest(): Buffer {
+    const rest = Buffer.from(this.buffer.subarray(this.readPos, this.length));
+    this.readPos = this.scanPos = this.length;
+    return rest;
+  }
+
+  private append(chunk: Buffer): void {
+    const unparsed = this.length - this.readPos;
+    if (this.length + chunk.length > this.buffer.length) {
+      // Grow (doubling) and drop what was parsed, so appending stays linear overall.
+      const grown = Buffer.allocUnsafe(Math.max(256, 2 * (unparsed + chunk.length)));
+      this.buffer.copy(grown, 0, this.readPos, this.length);
+      this.buffer = grown;
+      this.scanPos -= this.readPos;
+      this.readPos = 0;
+      this.length = unparsed;
+    }
+    chunk.copy(this.buffer, this.length);
+    this.length += chunk.length;
+  }
+
+  private checkUnparsed(): void {
+    const unparsed = this.length - this.readPos;
+    if (!this.started) {
+      if (this.headerBytes + unparsed > this.limits.maxHeaderBytes) throw new StreamError("policy-violation", "the stream header is too large");
+    } else if (unparsed > this.limits.maxTagBytes) {
+      throw new StreamError("policy-violation", "an element is too large");
+    }
   }
 
   private feed(segment: Buffer): void {
-    if (!this.started && this.headerSegments !== null) {
+    if (!this.started) {
       this.headerBytes += segment.length;
-      if (this.headerBytes > this.maxHeaderBytes) throw new StreamError("policy-violation", "the stream header is too large");
-      this.headerSegments.push(segment);
+      if (this.headerBytes > this.limits.maxHeaderBytes) throw new StreamError("policy-violation", "the stream header is too large");
+      this.headerSegments.push(Buffer.from(segment));
+    } else if (segment.length > this.limits.maxTagBytes) {
+      throw new StreamError("policy-violation", "an element is too large");
     }
+    // A segment ends at '>', which no UTF-8 sequence contains: it decodes whole or not at all.
     let text: string;
     try {
       text = utf8.decode(segment);
@@ -115,12 +175,11 @@ export class StreamReader {
     try {
       this.parser.write(text);
     } catch (err) {
-      if (err instanceof StreamError) throw err; // thrown by a handler callback
+      if (err instanceof StreamError) throw err;
       const message = (err as Error).message;
       if (/entity/i.test(message)) throw new StreamError("restricted-xml", "entity references are not allowed", { cause: err });
       throw new StreamError("not-well-formed", message, { cause: err });
     }
-    if (this.failure !== null) throw this.failure;
   }
 
   /**
@@ -137,13 +196,6 @@ export class StreamReader {
     }
   }
 
-  /** Bytes received but not yet parsed (no '>' yet): they belong to whoever takes the transport over. */
-  takePending(): Buffer {
-    const rest = this.pending ?? Buffer.alloc(0);
-    this.pending = null;
-    return rest;
-  }
-
   /** RFC 6120 11.1: no comments, processing instructions, DTDs or entity declarations. */
   private refuseRestricted(text: string): void {
     for (let i = text.indexOf("<!"); i !== -1; i = text.indexOf("<!", i + 2)) {
@@ -154,6 +206,15 @@ export class StreamReader {
       if (this.started || !/^<\?xml[\s?]/.test(text.slice(i, i + 6))) {
         throw new StreamError("restricted-xml", "processing instructions are not allowed");
       }
+    }
+  }
+}
+
+/** XML 1.0 allows no C0 control character but tab, line feed and carriage return. */
+function refuseControlCharacters(chunk: Buffer): void {
+  for (const byte of chunk) {
+    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) {
+      throw new StreamError("not-well-formed", "the input carries a character XML forbids");
     }
   }
 }

@@ -98,7 +98,7 @@ describe("forward mode", () => {
 
   it("spreads 20 accounts over every node with hash, exactly where rendezvous hashing says", async () => {
     const lb = await balancer({ strategy: "hash" });
-    const table = NodeTable.fromSpecs(lb.balancer.router.table.nodes);
+    const table = NodeTable.fromSpecs(lb.balancer.nodes.table.nodes);
     const seen = new Set<string>();
     for (const user of SPREAD_USERS) {
       const node = await nodeOf(await connect(lb, user));
@@ -143,7 +143,7 @@ describe("forward mode", () => {
       const again = await connect(lb, "erin");
       const now = await nodeOf(again);
       assert.notEqual(now, victimId);
-      assert.equal(lb.balancer.router.table.get(victimId)?.state, "down");
+      assert.equal(lb.balancer.nodes.table.get(victimId)?.state, "down");
       assert.equal(await lb.balancer.store.lookup("erin@lb.test"), now, "the directory follows the user");
     } finally {
       await victim.start();

@@ -49,6 +49,32 @@ describe("pre-auth dialogue", () => {
     c.destroy();
   });
 
+  it("opens every stream with a new id, before and after STARTTLS", async () => {
+    const c = await RawXmpp.connect(lb.port);
+    c.send(STREAM_OPEN);
+    const first = /<stream:stream [^>]*id='([^']+)'/.exec(await c.until(/<\/stream:features>/))?.[1];
+    await c.starttls();
+    c.send(STREAM_OPEN);
+    const second = /<stream:stream [^>]*id='([^']+)'/.exec(await c.until(/<\/stream:features>/))?.[1];
+    assert.ok(first !== undefined && second !== undefined);
+    assert.notEqual(first, second);
+    c.destroy();
+  });
+
+  it("counts bytes after a refused login once against the pre-auth limit", async () => {
+    const tight = await startBalancer({ node: ["id=dead,internal=127.0.0.1:1"], maxPreauthBytes: 3000, healthInterval: 60 });
+    const c = await RawXmpp.connect(tight.port);
+    await c.secureStream();
+    // ~1,950 bytes in all: within the limit once, beyond it if the unread rest were counted twice.
+    c.send(plainAuth("alice", "secret") + " ".repeat(1500));
+    await c.until(/<temporary-auth-failure\/>/);
+    c.send(plainAuth("alice", "secret"));
+    await c.until(/temporary-auth-failure[\s\S]*temporary-auth-failure/);
+    assert.doesNotMatch(c.received, /policy-violation/);
+    c.destroy();
+    await tight.close();
+  });
+
   it("answers a malformed PLAIN response with malformed-request", async () => {
     const c = await RawXmpp.connect(lb.port);
     await c.secureStream();

@@ -35,7 +35,7 @@ describe("redirect mode", () => {
     c.send(plainAuth("frank", PASSWORD));
     await c.closed;
     const target = /<see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>([^<]+)<\/see-other-host>/.exec(c.received)?.[1];
-    const chosen = lb.balancer.router.table.get((await lb.balancer.store.lookup("frank@lb.test"))!)!;
+    const chosen = lb.balancer.nodes.table.get((await lb.balancer.store.lookup("frank@lb.test"))!)!;
     assert.equal(target, `${chosen.external.host}:${chosen.external.port}`);
     assert.match(c.received, /<\/stream:error><\/stream:stream>$/);
   });

@@ -98,7 +98,7 @@ describe("transports and admin endpoint", () => {
     for (let i = 0; i < 50 && /} [1-9]/.test(await gauges()); i++) await new Promise((r) => setTimeout(r, 100));
     assert.doesNotMatch(await gauges(), /} [1-9]/, "connections are counted down when they close");
 
-    for (const n of cluster.nodes) lb.balancer.health.markDown(n.id, "test");
+    for (const n of cluster.nodes) lb.balancer.nodes.setHealth(n.id, "down");
     assert.equal((await fetch(`${base}/healthz`)).status, 503);
   });
 });

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NodeTable, type NodeSpec } from "../../src/cluster/node.js";
+import { NodeTableHolder } from "../../src/cluster/node-table-holder.js";
+import { createLogger } from "../../src/log.js";
+import { Metrics } from "../../src/metrics.js";
 import { Router } from "../../src/router/router.js";
 import { hashStrategy, leastConnStrategy } from "../../src/router/strategies.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
@@ -14,66 +17,95 @@ const spec = (id: string, extra: Partial<NodeSpec> = {}): NodeSpec => ({
   ...extra,
 });
 
+const log = createLogger("silent");
+
 function setup(specs: NodeSpec[], zone?: string) {
   const store = new MemoryStore(specs, { affinityGraceMs: 60_000 });
-  const router = new Router(store, leastConnStrategy, NodeTable.fromSpecs(specs), zone);
-  return { store, router };
+  const nodes = new NodeTableHolder(NodeTable.fromSpecs(specs));
+  const router = new Router(store, leastConnStrategy, nodes, { zone, metrics: new Metrics() });
+  return { store, router, nodes };
 }
 
 describe("Router", () => {
   it("sends every resource of a bare JID to the node that holds it", async () => {
     const { store, router } = setup([spec("n1"), spec("n2"), spec("n3")]);
-    const first = await router.route({ jid: "alice@lb.test", domain: "lb.test" });
+    const first = await router.route({ jid: "alice@lb.test", domain: "lb.test" }, log);
     await store.connectionOpened("alice@lb.test", first!.node.id);
     // Load the chosen node so least-conn alone would pick another.
     for (let i = 0; i < 5; i++) await store.connectionOpened(null, first!.node.id);
-    const second = await router.route({ jid: "alice@lb.test", domain: "lb.test" });
+    const second = await router.route({ jid: "alice@lb.test", domain: "lb.test" }, log);
     assert.equal(second!.node.id, first!.node.id);
     assert.equal(second!.via, "directory");
   });
 
   it("moves a JID off a node that went down, and records the move", async () => {
-    const { store, router } = setup([spec("n1"), spec("n2")]);
+    const { store, router, nodes } = setup([spec("n1"), spec("n2")]);
     await store.claim("bob@lb.test", "n1", []);
-    router.setTable(router.table.withState("n1", "down"));
-    const moved = await router.route({ jid: "bob@lb.test", domain: "lb.test" });
+    nodes.setHealth("n1", "down");
+    const moved = await router.route({ jid: "bob@lb.test", domain: "lb.test" }, log);
     assert.equal(moved!.node.id, "n2");
     assert.equal(await store.lookup("bob@lb.test"), "n2");
   });
 
   it("never sends a new user to a draining node, and skips excluded nodes", async () => {
-    const { router } = setup([spec("n1"), spec("n2"), spec("n3")]);
-    router.setTable(router.table.withState("n1", "draining"));
+    const { router, nodes } = setup([spec("n1"), spec("n2"), spec("n3")]);
+    nodes.update((t) => t.withDraining("n1", true));
     for (let i = 0; i < 20; i++) {
-      const d = await router.route({ jid: `u${i}@lb.test`, domain: "lb.test", exclude: new Set(["n2"]) });
+      const d = await router.route({ jid: `u${i}@lb.test`, domain: "lb.test", exclude: new Set(["n2"]) }, log);
       assert.equal(d!.node.id, "n3");
     }
   });
 
   it("only uses nodes that serve the domain", async () => {
     const { router } = setup([spec("n1", { domains: ["a.test"] }), spec("n2", { domains: ["b.test"] })]);
-    assert.equal((await router.route({ jid: "x@b.test", domain: "b.test" }))!.node.id, "n2");
-    assert.equal(await router.route({ jid: "x@c.test", domain: "c.test" }), null);
+    assert.equal((await router.route({ jid: "x@b.test", domain: "b.test" }, log))!.node.id, "n2");
+    assert.equal(await router.route({ jid: "x@c.test", domain: "c.test" }, log), null);
   });
 
   it("prefers its own zone and falls back to others when the zone has no node up", async () => {
-    const { router } = setup([spec("a1", { zone: "a" }), spec("b1", { zone: "b" })], "a");
-    assert.equal((await router.route({ jid: "z@lb.test", domain: "lb.test" }))!.node.id, "a1");
-    router.setTable(router.table.withState("a1", "down"));
-    assert.equal((await router.route({ jid: "y@lb.test", domain: "lb.test" }))!.node.id, "b1");
+    const { router, nodes } = setup([spec("a1", { zone: "a" }), spec("b1", { zone: "b" })], "a");
+    assert.equal((await router.route({ jid: "z@lb.test", domain: "lb.test" }, log))!.node.id, "a1");
+    nodes.setHealth("a1", "down");
+    assert.equal((await router.route({ jid: "y@lb.test", domain: "lb.test" }, log))!.node.id, "b1");
   });
 
   it("lets the first of two concurrent logins of one JID win the claim", async () => {
     const specs = [spec("n1"), spec("n2"), spec("n3"), spec("n4")];
     const store = new MemoryStore(specs, { affinityGraceMs: 60_000 });
-    const routers = [new Router(store, hashStrategy, NodeTable.fromSpecs(specs)), new Router(store, leastConnStrategy, NodeTable.fromSpecs(specs))];
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => routers[i % 2]!.route({ jid: "race@lb.test", domain: "lb.test" })));
+    const router = (strategy: typeof hashStrategy): Router => new Router(store, strategy, new NodeTableHolder(NodeTable.fromSpecs(specs)), { metrics: new Metrics() });
+    const routers = [router(hashStrategy), router(leastConnStrategy)];
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => routers[i % 2]!.route({ jid: "race@lb.test", domain: "lb.test" }, log)));
     assert.equal(new Set(results.map((r) => r!.node.id)).size, 1);
   });
 
+  it("keeps a JID on a suspect node, but sends it no new users", async () => {
+    const { store, router, nodes } = setup([spec("n1"), spec("n2")]);
+    await store.claim("kim@lb.test", "n1", []);
+    await store.connectionOpened("kim@lb.test", "n1");
+    nodes.reportDialFailure("n1");
+    assert.equal(nodes.table.get("n1")?.state, "suspect");
+    const kept = await router.route({ jid: "kim@lb.test", domain: "lb.test" }, log);
+    assert.equal(kept!.node.id, "n1", "one slow dial must not split an account across nodes");
+    for (let i = 0; i < 10; i++) assert.equal((await router.route({ jid: `new${i}@lb.test`, domain: "lb.test" }, log))!.node.id, "n2");
+    nodes.setHealth("n1", "down");
+    assert.equal((await router.route({ jid: "kim@lb.test", domain: "lb.test" }, log))!.node.id, "n2", "a confirmed-down node gives its users up");
+  });
+
+  it("forgets the claim of a login the node refused, and keeps the entry while a connection is open", async () => {
+    const { store, router } = setup([spec("n1"), spec("n2")]);
+    const refused = await router.route({ jid: "mallory@lb.test", domain: "lb.test" }, log);
+    refused!.lease.refused();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(await store.lookup("mallory@lb.test"), null);
+    const accepted = await router.route({ jid: "liz@lb.test", domain: "lb.test" }, log);
+    accepted!.lease.opened();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(await store.lookup("liz@lb.test"), accepted!.node.id);
+  });
+
   it("answers null when no node is available", async () => {
-    const { router } = setup([spec("n1")]);
-    router.setTable(router.table.withState("n1", "down"));
-    assert.equal(await router.route({ jid: "a@lb.test", domain: "lb.test" }), null);
+    const { router, nodes } = setup([spec("n1")]);
+    nodes.setHealth("n1", "down");
+    assert.equal(await router.route({ jid: "a@lb.test", domain: "lb.test" }, log), null);
   });
 });

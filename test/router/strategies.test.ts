@@ -7,6 +7,8 @@ const node = (id: string, weight = 1): NodeView => ({
   id,
   weight,
   state: "up",
+  health: "up",
+  draining: false,
   domains: [],
   internal: { host: "10.0.0.1", port: 5222 },
   external: { host: "xmpp.example", port: 5222 },

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import type { NodeSpec } from "../../src/cluster/node.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
+import type { StoredNode } from "../../src/store/store.js";
 
 describe("MemoryStore session directory", () => {
   let now = 1_000_000;
@@ -36,5 +38,69 @@ describe("MemoryStore session directory", () => {
     const loads = await store.loads();
     assert.equal(loads.get("n3"), 1);
     assert.equal(loads.get("n4"), undefined);
+  });
+});
+
+describe("MemoryStore release", () => {
+  const store = new MemoryStore([], { affinityGraceMs: 300_000 });
+  after(() => store.close());
+
+  it("forgets a refused login's claim, so a flood of wrong passwords leaves nothing behind", async () => {
+    for (let i = 0; i < 1000; i++) {
+      const jid = `nobody${i}@lb.test`;
+      assert.equal(await store.claim(jid, "n1", []), "n1");
+      await store.release(jid, "n1");
+      assert.equal(await store.lookup(jid), null);
+    }
+    assert.equal(await store.claim("nobody0@lb.test", "n2", []), "n2", "no entry left to win the claim");
+  });
+
+  it("keeps an entry a connection or a redirect confirmed, or that names another node", async () => {
+    await store.claim("open@lb.test", "n1", []);
+    await store.connectionOpened("open@lb.test", "n1");
+    await store.release("open@lb.test", "n1");
+    assert.equal(await store.lookup("open@lb.test"), "n1", "an open connection holds it");
+
+    await store.connectionClosed("open@lb.test", "n1");
+    await store.release("open@lb.test", "n1");
+    assert.equal(await store.lookup("open@lb.test"), "n1", "within the grace period (resumption): a wrong password cannot unpin the user");
+
+    await store.claim("sent@lb.test", "n1", []);
+    await store.redirected("sent@lb.test", "n1");
+    await store.release("sent@lb.test", "n1");
+    assert.equal(await store.lookup("sent@lb.test"), "n1");
+
+    await store.claim("moved@lb.test", "n2", []);
+    await store.release("moved@lb.test", "n1");
+    assert.equal(await store.lookup("moved@lb.test"), "n2");
+  });
+});
+
+describe("MemoryStore drain", () => {
+  const node = (id: string): NodeSpec => ({ id, weight: 1, domains: [], internal: { host: "127.0.0.1", port: 1 }, external: { host: "127.0.0.1", port: 1 } });
+  const store = new MemoryStore([node("n1"), node("n2")], { affinityGraceMs: 300_000 });
+  after(() => store.close());
+  const draining = (nodes: readonly StoredNode[]): string[] => nodes.filter((n) => n.draining).map((n) => n.id);
+
+  it("lists static nodes with their drain flag, and tells watchers only when it changes", async () => {
+    const seen: StoredNode[][] = [];
+    const unwatch = store.watchNodes((nodes) => seen.push(nodes));
+    assert.deepEqual(
+      (await store.listNodes()).map((n) => [n.id, n.source, n.draining]),
+      [
+        ["n1", "static", false],
+        ["n2", "static", false],
+      ],
+    );
+    await store.drain("n2");
+    await store.drain("n2");
+    await store.drain("unknown");
+    assert.deepEqual(draining(await store.listNodes()), ["n2"]);
+    assert.deepEqual(seen.map(draining), [["n2"]], "one call: the repeat and the unknown id change nothing");
+    await store.undrain("n2");
+    assert.deepEqual(seen.map(draining), [["n2"], []]);
+    unwatch();
+    await store.drain("n1");
+    assert.equal(seen.length, 2, "no call after unsubscribing");
   });
 });

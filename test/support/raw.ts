@@ -30,10 +30,10 @@ export class RawXmpp {
     });
   }
 
-  static connect(port: number, host = "127.0.0.1", opts: { directTls?: boolean } = {}): Promise<RawXmpp> {
+  static connect(port: number, host = "127.0.0.1", opts: { directTls?: boolean; maxTlsVersion?: tls.SecureVersion } = {}): Promise<RawXmpp> {
     return new Promise((resolve, reject) => {
       const socket = opts.directTls
-        ? tls.connect({ host, port, ca: CA, servername: DOMAIN, ALPNProtocols: ["xmpp-client"] }, () => resolve(new RawXmpp(socket)))
+        ? tls.connect({ host, port, ca: CA, servername: DOMAIN, ALPNProtocols: ["xmpp-client"], maxVersion: opts.maxTlsVersion }, () => resolve(new RawXmpp(socket)))
         : net.connect({ host, port }, () => resolve(new RawXmpp(socket)));
       socket.once("error", reject);
     });
@@ -66,13 +66,18 @@ export class RawXmpp {
     return this.text;
   }
 
+  /** Half-closes: sends a FIN, keeps reading. */
+  end(): void {
+    this.socket.end();
+  }
+
   /** Sends <starttls/>, waits for <proceed/>, and upgrades with the development CA. */
-  async starttls(): Promise<void> {
+  async starttls(maxVersion?: tls.SecureVersion): Promise<void> {
     this.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     await this.until(/<proceed/);
     this.socket.removeAllListeners("data");
     this.text = "";
-    const secure = tls.connect({ socket: this.socket, ca: CA, servername: DOMAIN });
+    const secure = tls.connect({ socket: this.socket, ca: CA, servername: DOMAIN, maxVersion });
     await new Promise<void>((resolve, reject) => {
       secure.once("secureConnect", () => resolve());
       secure.once("error", reject);

@@ -40,6 +40,16 @@ describe("SCRAM identity", () => {
     assert.equal(identity("SCRAM-SHA-256", "y,,n=alice,r=abcdef"), "alice@lb.test");
     assert.equal(identity("SCRAM-SHA-512", "n,a=alice@lb.test,n=alice,r=x"), "alice@lb.test");
   });
+  it("routes on the authzid (a=) when one is given, as PLAIN does", () => {
+    assert.equal(identity("SCRAM-SHA-1", "n,a=bob@lb.test,n=alice,r=abc"), "bob@lb.test");
+    assert.equal(identity("SCRAM-SHA-256", "n,a=bob,n=alice,r=abc"), "bob@lb.test");
+    assert.equal(identity("SCRAM-SHA-1", "n,a=b=2Co@lb.test,n=alice,r=abc"), "b,o@lb.test", "saslname-unescaped");
+    malformed(() => identity("SCRAM-SHA-1", "n,z=bob,n=alice,r=abc"));
+  });
+  it("folds spellings of one account as the servers' nodeprep does", () => {
+    assert.equal(identity("SCRAM-SHA-1", "n,,n=Straße,r=abc"), identity("PLAIN", "\0STRASSE\0pw"));
+    assert.equal(identity("PLAIN", "\0ſam\0pw"), "sam@lb.test");
+  });
   it("unescapes =2C and =3D", () => {
     assert.equal(unescapeSaslName("a=2Cb=3Dc"), "a,b=c");
     // ',' and '=' are legal in a localpart; the JID keeps them.

@@ -2,12 +2,12 @@
  * A forwarded session survives idleness: two resources of one account log in
  * through the balancer (forward mode, two Prosody nodes), stay silent for N
  * seconds (no XEP-0198 acks, no pings), then one messages the other.
- * Run: NODE_EXTRA_CA_CERTS=examples/tls/ca.pem node --import tsx bench/idle-session.ts [seconds=240]
+ * Run: NODE_EXTRA_CA_CERTS=examples/tls/ca.pem node --import tsx test/soak/idle-session.ts [seconds=240]
  */
 import { xml } from "@xmpp/client";
-import { login } from "../test/support/clients.js";
-import { startBalancer } from "../test/support/balancer.js";
-import { startProsodyCluster } from "../test/support/prosody.js";
+import { login } from "../support/clients.js";
+import { startBalancer } from "../support/balancer.js";
+import { startProsodyCluster } from "../support/prosody.js";
 
 const idleSeconds = Number(process.argv[2] ?? 240);
 const cluster = await startProsodyCluster({ count: 2, externalPort: 0, users: [["idle", "pw"]] });

@@ -3,11 +3,11 @@
  * N connections each send a randomly mutated XMPP opening or login, in small
  * pieces, to a running balancer. Every connection must be closed by the
  * balancer (stream error or login timeout) and the process must stay up.
- * Run: node --import tsx bench/fuzz-smoke.ts [connections=3000] [seed=42]
+ * Run: node --import tsx test/soak/fuzz-smoke.ts [connections=3000] [seed=42]
  */
 import net from "node:net";
-import { startBalancer } from "../test/support/balancer.js";
-import { STREAM_OPEN, plainAuth } from "../test/support/raw.js";
+import { startBalancer } from "../support/balancer.js";
+import { STREAM_OPEN, plainAuth } from "../support/raw.js";
 
 const total = Number(process.argv[2] ?? 3000);
 let seed = Number(process.argv[3] ?? 42);

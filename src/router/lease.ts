@@ -1,0 +1,49 @@
+import type { Logger } from "../log.js";
+import type { ClusterStore } from "../store/store.js";
+
+/**
+ * One routing decision's hold on the session directory. The hand-off reports
+ * what became of the login; the lease turns that into store calls, so the
+ * directory entry lives as long as the node holds the user (plus the affinity
+ * grace period) and no longer. A store failure here costs affinity at worst,
+ * never the connection: it is logged and swallowed.
+ */
+export class DirectoryLease {
+  private open = false;
+
+  constructor(
+    private readonly store: ClusterStore,
+    private readonly jid: string | null,
+    private readonly nodeId: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The client was sent to the node with see-other-host. */
+  redirected(): void {
+    this.settle(this.store.redirected(this.jid, this.nodeId), "redirect");
+  }
+
+  /** A forwarded connection to the node is open. */
+  opened(): void {
+    if (this.open) return;
+    this.open = true;
+    this.settle(this.store.connectionOpened(this.jid, this.nodeId), "connection");
+  }
+
+  /** ...and closed. */
+  closed(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.settle(this.store.connectionClosed(this.jid, this.nodeId), "close");
+  }
+
+  /** The node refused the login (or it never reached the node): the claim goes. */
+  refused(): void {
+    if (this.jid === null) return;
+    this.settle(this.store.release(this.jid, this.nodeId), "release");
+  }
+
+  private settle(call: Promise<void>, what: string): void {
+    call.catch((err: Error) => this.log.warn({ err: err.message, node: this.nodeId }, `store: cannot record the ${what}`));
+  }
+}

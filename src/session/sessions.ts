@@ -1,0 +1,193 @@
+import type { Socket } from "node:net";
+import type { StreamErrorCondition } from "../errors.js";
+import type { ListenerConfig } from "../listener/listener.js";
+import type { Logger } from "../log.js";
+import type { ConnectionOutcome, Metrics } from "../metrics.js";
+import { endThenDestroy } from "../net/linger.js";
+
+/** Who reads the client now: the dialogue, the hold during a decision, or nobody (the relay reads the socket itself). */
+export interface ClientInput {
+  data(chunk: Buffer): void;
+  /** The client half-closed (FIN). */
+  end(): void;
+}
+
+/** What arrived while the connection was held for a decision. */
+export interface HeldInput {
+  bytes: Buffer;
+  /** Whether the client half-closed meanwhile. */
+  ended: boolean;
+}
+
+/**
+ * One client connection from accept to close: its id, logger, gauge and
+ * outcome, the socket in use (raw, then TLS), who reads it, and what a
+ * shutdown does to it, whether it is still in the dialogue or relayed.
+ */
+export class ClientConnection {
+  socket: Socket;
+  private input: ClientInput | null = null;
+  private outcome: ConnectionOutcome | undefined;
+  private shutdownHandler: () => void = () => this.socket.destroy();
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private heldEnded = false;
+  private readonly left = new AbortController();
+
+  constructor(
+    raw: Socket,
+    readonly id: string,
+    readonly listener: ListenerConfig,
+    readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.socket = raw;
+    raw.on("error", (err: Error) => this.log.debug({ err: err.message }, "client socket error"));
+    raw.once("close", () => {
+      this.left.abort();
+      this.finish("abandoned"); // only if nothing else was recorded
+      this.metrics.activeConnections.dec({ listener: listener.name });
+    });
+    this.listen(raw);
+  }
+
+  /** Aborted once the client has gone (closed, or half-closed while held): dials for it stop. */
+  get leftSignal(): AbortSignal {
+    return this.left.signal;
+  }
+
+  /** Records how the connection ended up; the first outcome counts. */
+  finish(outcome: ConnectionOutcome): void {
+    if (this.outcome !== undefined) return;
+    this.outcome = outcome;
+    this.metrics.connections.inc({ listener: this.listener.name, outcome });
+  }
+
+  /** The balancer ends the connection with a stream error. */
+  rejected(condition: StreamErrorCondition): void {
+    this.metrics.streamErrors.inc({ condition });
+    this.finish("rejected");
+  }
+
+  /** Routes the client's bytes and FIN to `input` (null: nobody reads, the socket is paused). */
+  readWith(input: ClientInput | null): void {
+    this.input = input;
+    if (input === null) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** The transport is now TLS over the raw socket. */
+  upgraded(secure: Socket): void {
+    this.socket.off("data", this.onData).off("end", this.onEnd);
+    this.socket = secure;
+    this.listen(secure);
+  }
+
+  /**
+   * Keeps what the client sends while its node is chosen and dialed (at most
+   * `maxBytes`: beyond that the client is cut off). A FIN meanwhile means the
+   * client left: the dial is abandoned.
+   */
+  hold(maxBytes: number): void {
+    this.held = [];
+    this.heldBytes = 0;
+    this.heldEnded = false;
+    this.readWith({
+      data: (chunk) => {
+        this.heldBytes += chunk.length;
+        if (this.heldBytes > maxBytes) {
+          this.finish("rejected");
+          this.socket.destroy();
+          return;
+        }
+        this.held.push(chunk);
+      },
+      end: () => {
+        this.heldEnded = true;
+        this.left.abort();
+      },
+    });
+  }
+
+  /** Ends the hold: what arrived meanwhile. Nobody reads the client until readWith(). */
+  release(): HeldInput {
+    const released = { bytes: Buffer.concat(this.held), ended: this.heldEnded };
+    this.held = [];
+    this.heldBytes = 0;
+    this.readWith(null);
+    return released;
+  }
+
+  /** Stops reading for the relay, which attaches its own listeners to the socket. */
+  handOver(onShutdown: () => void): Socket {
+    this.socket.off("data", this.onData).off("end", this.onEnd);
+    this.input = null;
+    this.shutdownHandler = onShutdown;
+    return this.socket;
+  }
+
+  /** What a shutdown does to this connection now (the dialogue: <system-shutdown/>). */
+  onShutdown(handler: () => void): void {
+    this.shutdownHandler = handler;
+  }
+
+  shutdown(): void {
+    this.shutdownHandler();
+  }
+
+  /** Ends the client's side after `data`, destroying it if it does not close within `lingerMs`. */
+  close(lingerMs: number, data?: string): void {
+    this.readWith(null);
+    endThenDestroy(this.socket, lingerMs, data);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private listen(socket: Socket): void {
+    socket.on("data", this.onData).on("end", this.onEnd);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.input !== null) this.input.data(chunk);
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.input !== null) this.input.end();
+  };
+}
+
+/** Every open client connection: the balancer's shutdown handle. */
+export class ClientConnections {
+  private readonly open = new Set<ClientConnection>();
+  private nextId = 0;
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  accept(raw: Socket, listener: ListenerConfig): ClientConnection {
+    this.metrics.activeConnections.inc({ listener: listener.name });
+    const id = (++this.nextId).toString(36);
+    const log = this.log.child({ conn: id, client: `${raw.remoteAddress}:${raw.remotePort}`, listener: listener.name });
+    const conn = new ClientConnection(raw, id, listener, log, this.metrics);
+    this.open.add(conn);
+    raw.once("close", () => this.open.delete(conn));
+    return conn;
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Asks each connection to stop: a dialogue answers <system-shutdown/>, a relay closes. */
+  shutdown(): void {
+    for (const conn of this.open) conn.shutdown();
+  }
+
+  destroyAll(): void {
+    for (const conn of this.open) conn.destroy();
+  }
+}
