@@ -14,6 +14,7 @@ export class Metrics {
   readonly streamErrors: Counter<"condition">;
   readonly relayBytes: Counter<"direction">;
   readonly redirectLoops: Counter;
+  readonly authFailures: Counter<"node">;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -70,6 +71,12 @@ export class Metrics {
     this.redirectLoops = new Counter({
       name: "xmpp_lb_redirect_loops_total",
       help: "Clients that came back within the redirect-loop window after a redirect, and were forwarded instead",
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: "xmpp_lb_auth_failures_total",
+      help: "Forwarded logins the node refused (its SASL <failure/>): no directory entry is kept for them",
+      labelNames: ["node"],
       registers,
     });
     collectDefaultMetrics({ register: registry, prefix: "xmpp_lb_" });

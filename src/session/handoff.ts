@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { UpstreamError } from "../errors.js";
@@ -6,6 +7,7 @@ import { LINGER_MS } from "../net/linger.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
 import { relay } from "../upstream/relay.js";
+import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import { NodeAdvice } from "./node-advice.js";
 import type { RedirectMemory } from "./redirect-memory.js";
@@ -116,7 +118,7 @@ export class Handoff {
     const client = conn.handOver(() => client.destroy());
     if (connection.leftover.length > 0) client.write(connection.leftover);
     upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
-    decision.lease.opened();
+    this.watchLogin(upstream, decision, conn);
     this.metrics.forwardedActive.inc({ node: node.id });
     relay(client, upstream, (stats) => {
       this.metrics.forwardedActive.dec({ node: node.id });
@@ -127,6 +129,30 @@ export class Handoff {
     });
     conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
     return { outcome: "forwarded", node };
+  }
+
+  /**
+   * The directory keeps an entry only for a login the node accepts: the
+   * node's SASL verdict is read from what it sends the client (beside the
+   * relay, which forwards it untouched), until its `<success/>`.
+   */
+  private watchLogin(upstream: Socket, decision: RouteDecision, conn: ClientConnection): void {
+    const scanner = new SaslOutcomeScanner();
+    const onData = (chunk: Buffer): void => {
+      const outcome = scanner.push(chunk);
+      if (outcome === "failure") {
+        this.metrics.authFailures.inc({ node: decision.node.id });
+        decision.lease.refused();
+      } else if (outcome === "success") {
+        upstream.off("data", onData).off("close", onClose);
+        decision.lease.opened();
+      }
+    };
+    const onClose = (): void => {
+      conn.log.debug({ node: decision.node.id }, "the forwarded connection closed before a successful login");
+      decision.lease.refused();
+    };
+    upstream.on("data", onData).once("close", onClose);
   }
 
   private abandoned(decision: RouteDecision): HandoffResult {

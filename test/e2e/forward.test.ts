@@ -132,6 +132,28 @@ describe("forward mode", () => {
     c.destroy();
   });
 
+  it("keeps no directory entry for logins the node refuses, and counts them", async () => {
+    const lb = await balancer({ saslMechanisms: ["PLAIN"] });
+    const made = Array.from({ length: 20 }, (_, i) => `nobody${i}`);
+    await Promise.all(
+      made.map(async (user) => {
+        const c = await RawXmpp.connect(lb.port);
+        await c.secureStream();
+        c.send(plainAuth(user, "wrong"));
+        await c.until(/<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized\/>/);
+        c.destroy();
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    for (const user of made) assert.equal(await lb.balancer.store.lookup(`${user}@lb.test`), null, `${user} left an entry`);
+    const failures = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_auth_failures_total");
+    const counted = [...failures.matchAll(/node="n\d"} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.equal(counted, 20);
+    // A login the node accepts is kept.
+    await connect(lb, "dave");
+    assert.notEqual(await lb.balancer.store.lookup("dave@lb.test"), null);
+  });
+
   it("tries the next node when the JID's node refuses the dial, and marks it down", async () => {
     const lb = await balancer({ healthInterval: 600 });
     const first = await connect(lb, "erin");
