@@ -4,7 +4,6 @@ export type StrategyName = "least-conn" | "hash" | "random";
 export const STRATEGIES: readonly StrategyName[] = ["least-conn", "hash", "random"];
 
 export interface Strategy {
-  readonly name: StrategyName;
   /** Whether pick() reads `loads` (so the router only asks the store when needed). */
   readonly needsLoads: boolean;
   /** Picks one of `candidates` (never empty) for routing key `key`. */
@@ -61,10 +60,6 @@ function unitHash(key: [number, number], nodeId: string): number {
  * probability weight(n) / sum of weights, and removing a node only moves the
  * keys that node held.
  */
-export function rendezvousScore(key: string, node: NodeView): number {
-  return -node.weight / Math.log(unitHash(hash2(key), node.id));
-}
-
 function highestScore(candidates: readonly NodeView[], key: string): NodeView {
   const keyHash = hash2(key);
   let best = candidates[0]!;
@@ -80,14 +75,12 @@ function highestScore(candidates: readonly NodeView[], key: string): NodeView {
 }
 
 export const hashStrategy: Strategy = {
-  name: "hash",
   needsLoads: false,
   pick: (candidates, key) => highestScore(candidates, key),
 };
 
 /** Fewest sessions per unit of weight; ties broken by rendezvous hash so they spread evenly. */
 export const leastConnStrategy: Strategy = {
-  name: "least-conn",
   needsLoads: true,
   pick(candidates, key, loads) {
     let lowest = Infinity;
@@ -107,7 +100,6 @@ export const leastConnStrategy: Strategy = {
 
 export function randomStrategy(random: () => number = Math.random): Strategy {
   return {
-    name: "random",
     needsLoads: false,
     pick(candidates) {
       const total = candidates.reduce((sum, n) => sum + n.weight, 0);
