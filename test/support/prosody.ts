@@ -9,8 +9,9 @@
 // and names itself "n<i>" in disco#info (Prosody's global `name` option,
 // read by mod_disco), which is how tests learn where a client landed.
 
+import { hookExit, liveChildren, liveDirs } from "./children.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -77,30 +78,6 @@ const TLS_DIR = fileURLToPath(new URL("../../examples/tls/", import.meta.url));
 const EXTERNAL_PORT = 5222;
 const execFileP = promisify(execFile);
 
-// Every live Prosody child (and temp dir), so a crashed or interrupted test run never leaves one behind.
-const live = new Set<ChildProcess>();
-const liveDirs = new Set<string>();
-let exitHooked = false;
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  const killAll = (): void => {
-    for (const child of live) child.kill("SIGKILL");
-    for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on("exit", killAll);
-  // 'exit' does not run on a fatal signal; kill the nodes, then re-raise if nobody else handles it.
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = (): void => {
-      killAll();
-      if (process.listenerCount(sig) === 1) {
-        process.removeListener(sig, onSignal);
-        process.kill(process.pid, sig);
-      }
-    };
-    process.on(sig, onSignal);
-  }
-}
 
 const lua = (s: string): string => `"${s.replace(/[\\"]/g, "\\$&").replace(/\n/g, "\\n")}"`;
 
@@ -236,13 +213,13 @@ class Node implements ProsodyNode {
     const out = openSync(this.consoleFile, "a");
     const child = spawn(PROSODY, ["--config", this.configFile], { cwd: this.dir, stdio: ["ignore", out, out] });
     closeSync(out);
-    live.add(child);
+    liveChildren.add(child);
     this.child = child;
     let gone = false;
     this.exited = new Promise((resolve) => {
       child.once("exit", () => {
         gone = true;
-        live.delete(child);
+        liveChildren.delete(child);
         if (this.child === child) this.child = null;
         resolve();
       });

@@ -1,0 +1,43 @@
+/**
+ * Key names. A directory entry is one key; the loads and the nodes each share
+ * a hash tag ({loads}, {nodes}), so every command and script touches one key
+ * or one slot, and the same code runs on standalone, Sentinel and Cluster.
+ */
+export interface RedisKeys {
+  /** String: the node id holding a bare JID, with a TTL. */
+  jid(bareJid: string): string;
+  /** Sorted set: live balancer instances, scored by when their counts expire (ms since epoch). */
+  readonly instances: string;
+  /** Hash: one instance's load per node id, with a TTL. */
+  instanceLoads(instanceId: string): string;
+  /** What `instanceLoads` puts before the instance id (the loads script builds the names it finds in `instances`). */
+  readonly instanceLoadsPrefix: string;
+  /** Set: ids of registered nodes. */
+  readonly nodeIndex: string;
+  /** Hash: one registered node, with a TTL (its heartbeat). */
+  node(nodeId: string): string;
+  /** What `node` puts before the node id. */
+  readonly nodePrefix: string;
+  /** Set: ids of drained nodes, static or registered; persistent. */
+  readonly drained: string;
+  /** Pub/sub channel: any message means "the node list may have changed". */
+  readonly nodesChannel: string;
+}
+
+export const DEFAULT_PREFIX = "xmpp-lb:";
+
+export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
+  const instanceLoadsPrefix = `${prefix}{loads}:instance:`;
+  const nodePrefix = `${prefix}{nodes}:node:`;
+  return {
+    jid: (bareJid) => `${prefix}jid:${bareJid}`,
+    instances: `${prefix}{loads}:instances`,
+    instanceLoads: (instanceId) => instanceLoadsPrefix + instanceId,
+    instanceLoadsPrefix,
+    nodeIndex: `${prefix}{nodes}:index`,
+    node: (nodeId) => nodePrefix + nodeId,
+    nodePrefix,
+    drained: `${prefix}{nodes}:drained`,
+    nodesChannel: `${prefix}{nodes}:changes`,
+  };
+}
