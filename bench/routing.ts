@@ -29,7 +29,7 @@ async function measure(strategy: StrategyName, nodeCount: number): Promise<strin
   }));
   const store = new MemoryStore(specs, { affinityGraceMs: 300_000 });
   const log = createLogger("silent");
-  const router = new Router(store, strategyByName(strategy), new NodeTableHolder(NodeTable.fromSpecs(specs)), { metrics: new Metrics() });
+  const router = new Router(store, strategyByName(strategy), new NodeTableHolder(NodeTable.fromSpecs(specs)), { metrics: new Metrics(), storeTimeoutMs: 250 });
   const rows: string[] = [];
   for (const kind of ["new user", "returning user"]) {
     const times = new Float64Array(USERS);

@@ -5,6 +5,7 @@ import { DEFAULTS, resolveConfig, type ConfigInput } from "./config.js";
 import { ConfigError } from "./errors.js";
 import { createBalancer } from "./index.js";
 import { LOG_LEVELS, createLogger } from "./log.js";
+import { nodeCommands } from "./control/node-commands.js";
 import { STRATEGIES } from "./router/strategies.js";
 
 /** A wrong flag is one clear line and exit code 2, never a stack trace. */
@@ -60,7 +61,9 @@ export async function main(args: string[]): Promise<void> {
           .option("tls-key", { type: "string", describe: "PEM private key for client TLS" })
           .option("allow-plaintext", { type: "boolean", default: false, describe: "allow logins without TLS (test beds only)" })
           .option("node", { type: "string", array: true, describe: "id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]; repeatable" })
-          .option("store", { type: "string", default: "memory", describe: "cluster membership store: memory (embedded)" })
+          .option("store", { type: "string", default: "memory", describe: "cluster membership store: memory (embedded, one instance) or redis://[:password@]host:port[/db], rediss://..., redis-sentinel://host:port,host:port/master[/db], redis-cluster://host:port,host:port" })
+          .option("store-prefix", { type: "string", default: DEFAULTS.storePrefix, describe: "key prefix in Redis (several clusters can share one Redis)" })
+          .option("store-timeout", { type: "number", default: DEFAULTS.storeTimeoutSeconds, describe: "seconds a login may wait for the store; beyond it routing hashes over the last known nodes" })
           .option("strategy", { type: "string", choices: STRATEGIES as string[], default: DEFAULTS.strategy, describe: "how a new user's node is chosen" })
           .option("sasl-mechanisms", { type: "string", array: true, default: DEFAULTS.saslMechanisms, describe: "SASL mechanisms offered, in order (never -PLUS)" })
           .option("backend-tls", { type: "boolean", default: false, describe: "STARTTLS from the balancer to nodes" })
@@ -79,6 +82,7 @@ export async function main(args: string[]): Promise<void> {
           .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel }),
       async (argv) => serve(argv as ConfigInput),
     )
+    .command(nodeCommands)
     .strict()
     .help()
     .version()

@@ -6,6 +6,7 @@ import { LOG_LEVELS, type LogLevel } from "./log.js";
 import { STRATEGIES, type StrategyName } from "./router/strategies.js";
 import { isSupportedMechanism, type Mechanism } from "./xmpp/sasl-identity.js";
 import { normalizeDomain } from "./xmpp/jid.js";
+import { parseRedisUrl } from "./store/redis-url.js";
 
 
 /** The validated configuration of one balancer: what createBalancer() takes. */
@@ -16,7 +17,12 @@ export interface BalancerConfig {
   tls?: { certFile: string; keyFile: string };
   allowPlaintext: boolean;
   nodes: NodeSpec[];
-  store: "memory";
+  /** `memory` (embedded, one instance) or a Redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://). */
+  store: string;
+  /** Key prefix in Redis. */
+  storePrefix: string;
+  /** No login waits longer than this for the store; beyond it routing falls back to hashing. */
+  storeTimeoutMs: number;
   strategy: StrategyName;
   /** Offered in this order; never a -PLUS mechanism (TLS ends at the balancer). */
   saslMechanisms: Mechanism[];
@@ -52,6 +58,8 @@ export interface ConfigInput {
   allowPlaintext?: boolean;
   node?: Array<string | Record<string, unknown>> | string | Record<string, unknown>;
   store?: string;
+  storePrefix?: string;
+  storeTimeout?: number | string;
   strategy?: string;
   saslMechanisms?: string | string[];
   backendTls?: boolean;
@@ -85,6 +93,8 @@ export const DEFAULTS = {
   maxPreauthBytes: 65536,
   maxHeaderBytes: 8192,
   healthIntervalSeconds: 5,
+  storePrefix: "xmpp-lb:",
+  storeTimeoutSeconds: 0.25,
   healthTimeoutSeconds: 3,
 };
 
@@ -190,7 +200,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
   if (domains.length === 0) throw new ConfigError("--domain is required: the XMPP domain(s) this cluster serves");
 
   const store = input.store ?? "memory";
-  if (store !== "memory") throw new ConfigError(`--store '${store}' is not supported yet: use --store memory`);
+  if (store !== "memory") parseRedisUrl(store); // a bad URL is one line and exit 2, now rather than at start
 
   const mechanisms = list<string>(input.saslMechanisms).map((m) => m.toUpperCase());
   for (const m of mechanisms) {
@@ -214,7 +224,9 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     domains,
     allowPlaintext,
     nodes,
-    store: "memory",
+    store,
+    storePrefix: input.storePrefix ?? DEFAULTS.storePrefix,
+    storeTimeoutMs: seconds("store-timeout", input.storeTimeout, DEFAULTS.storeTimeoutSeconds, 0.01),
     strategy: oneOf("strategy", input.strategy ?? DEFAULTS.strategy, STRATEGIES),
     saslMechanisms: (mechanisms.length > 0 ? mechanisms : DEFAULTS.saslMechanisms) as Mechanism[],
     backendTls: input.backendTls === true,

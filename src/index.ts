@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { HostPort } from "./cluster/address.js";
-import { NodeTable } from "./cluster/node.js";
-import { NodeTableHolder } from "./cluster/node-table-holder.js";
+import type { NodeTableHolder } from "./cluster/node-table-holder.js";
 import type { BalancerConfig } from "./config.js";
 import { startAdminHttp } from "./control/admin-http.js";
 import { NodeHealth } from "./control/health.js";
+import { Membership } from "./control/membership.js";
 import { OfferedMechanisms } from "./control/offered-mechanisms.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
@@ -20,6 +20,7 @@ import { Handoff } from "./session/handoff.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
 import { ClientConnections } from "./session/sessions.js";
 import { MemoryStore } from "./store/memory-store.js";
+import { RedisStore } from "./store/redis-store.js";
 import type { ClusterStore } from "./store/store.js";
 import { dialNode } from "./upstream/node-stream.js";
 
@@ -56,6 +57,23 @@ const MAX_SASL_FAILURES = 3;
 /** Consecutive failed probes before an up node is taken out. */
 const HEALTH_FALL = 2;
 
+/** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
+function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
+  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
+  return new RedisStore(config.store, {
+    affinityGraceMs: config.affinityGraceMs,
+    prefix: config.storePrefix,
+    timeoutMs: config.storeTimeoutMs,
+    staticNodes: config.nodes,
+    // A registered node whose heartbeat stopped expires silently (no announcement): re-read every second.
+    nodeRefreshMs: 1000,
+    observe: (op, seconds, ok) => {
+      metrics.storeDuration.observe({ op }, seconds);
+      if (!ok) metrics.storeErrors.inc({ op });
+    },
+  });
+}
+
 /** Starts a balancer: listeners, routing over the store, health probes and the admin endpoint. */
 export async function createBalancer(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
   const log = deps.logger ?? createLogger(config.logLevel);
@@ -70,9 +88,10 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     }
   }
 
-  const store = deps.store ?? new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
-  const nodes = new NodeTableHolder(NodeTable.fromSpecs(await store.listNodes()));
-  const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, metrics });
+  const store = deps.store ?? openStore(config, metrics);
+  const membership = await Membership.start(store, config.nodes, metrics, log);
+  const { nodes } = membership;
+  const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, storeTimeoutMs: config.storeTimeoutMs, metrics });
   const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
   const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
   const health = new NodeHealth(
@@ -100,6 +119,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   let admin: { server: http.Server; address: HostPort } | undefined;
   const closeAll = async (): Promise<void> => {
     health.stop();
+    membership.stop();
     redirectMemory.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));

@@ -15,6 +15,10 @@ export class Metrics {
   readonly relayBytes: Counter<"direction">;
   readonly redirectLoops: Counter;
   readonly authFailures: Counter<"node">;
+  readonly storeUp: Gauge;
+  readonly storeDuration: Histogram<"op">;
+  readonly storeErrors: Counter<"op">;
+  readonly nodes: Gauge<"state" | "source">;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -77,6 +81,30 @@ export class Metrics {
       name: "xmpp_lb_auth_failures_total",
       help: "Forwarded logins the node refused (its SASL <failure/>): no directory entry is kept for them",
       labelNames: ["node"],
+      registers,
+    });
+    this.storeUp = new Gauge({
+      name: "xmpp_lb_store_up",
+      help: "1 while the cluster store answers; 0 while routing hashes over the last known nodes",
+      registers,
+    });
+    this.storeDuration = new Histogram({
+      name: "xmpp_lb_store_duration_seconds",
+      help: "Round trips to the cluster store, by operation",
+      labelNames: ["op"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.storeErrors = new Counter({
+      name: "xmpp_lb_store_errors_total",
+      help: "Store operations that failed or timed out, by operation",
+      labelNames: ["op"],
+      registers,
+    });
+    this.nodes = new Gauge({
+      name: "xmpp_lb_nodes",
+      help: "Nodes known, by state (up, suspect, down, draining) and source (static: --node, registered: the store)",
+      labelNames: ["state", "source"],
       registers,
     });
     collectDefaultMetrics({ register: registry, prefix: "xmpp_lb_" });

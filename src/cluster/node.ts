@@ -18,10 +18,20 @@ export interface NodeSpec {
   domains: readonly string[];
 }
 
+/** Where the balancer learnt of a node: its own flags, or the store's registry. */
+export type NodeSource = "static" | "registered";
+
+/** A node as a membership source lists it. */
+export interface MemberNode extends NodeSpec {
+  draining: boolean;
+  source: NodeSource;
+}
+
 /** A node with its current state, as routing sees it. */
 export interface NodeView extends NodeSpec {
   health: NodeHealthState;
   draining: boolean;
+  source: NodeSource;
   /** Derived: "draining" when drained, otherwise the health. */
   state: NodeState;
 }
@@ -30,7 +40,7 @@ export function servesDomain(node: NodeSpec, domain: string): boolean {
   return node.domains.length === 0 || node.domains.includes(domain);
 }
 
-function view(spec: NodeSpec, health: NodeHealthState, draining: boolean): NodeView {
+function view(spec: NodeSpec & { source: NodeSource }, health: NodeHealthState, draining: boolean): NodeView {
   return { ...spec, health, draining, state: draining ? "draining" : health };
 }
 
@@ -81,8 +91,24 @@ export class NodeTable {
     return new NodeTable(this.nodes.map((n) => (n.id === id ? view(n, n.health, draining) : n)));
   }
 
-  /** A table of freshly known nodes, all up until a probe or a dial says otherwise. */
-  static fromSpecs(specs: readonly NodeSpec[]): NodeTable {
-    return new NodeTable(specs.map((s) => view(s, "up", false)));
+  /**
+   * The table for a new membership list: known nodes keep their health, new
+   * ones are up until a probe or a dial says otherwise, nodes no longer listed
+   * leave (their forwarded sessions are not the table's business: they go on).
+   * The same table when nothing changed.
+   */
+  withMembers(members: readonly MemberNode[]): NodeTable {
+    const next = members.map((m) => view(m, this.byId.get(m.id)?.health ?? "up", m.draining));
+    const same = next.length === this.nodes.length && next.every((n, i) => sameNode(n, this.nodes[i]!));
+    return same ? this : new NodeTable(next);
   }
+
+  /** A table of freshly known nodes from the balancer's flags, all up until a probe or a dial says otherwise. */
+  static fromSpecs(specs: readonly NodeSpec[]): NodeTable {
+    return new NodeTable(specs.map((s) => view({ ...s, source: "static" }, "up", false)));
+  }
+}
+
+function sameNode(a: NodeView, b: NodeView): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }

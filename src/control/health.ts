@@ -48,6 +48,7 @@ export class NodeHealth {
   }
 
   private onSwap(table: NodeTable, previous: NodeTable): void {
+    for (const node of previous.nodes) if (table.get(node.id) === undefined) this.metrics.nodeUp.remove({ node: node.id });
     for (const node of table.nodes) {
       const before = previous.get(node.id);
       if (before?.state === node.state) continue;

@@ -1,3 +1,4 @@
+import { StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ClusterStore } from "../store/store.js";
 
@@ -44,6 +45,10 @@ export class DirectoryLease {
   }
 
   private settle(call: Promise<void>, what: string): void {
-    call.catch((err: Error) => this.log.warn({ err: err.message, node: this.nodeId }, `store: cannot record the ${what}`));
+    call.catch((err: Error) => {
+      // An unreachable store is said once, when it goes; not again for every connection meanwhile.
+      const level = err instanceof StoreError ? "debug" : "warn";
+      this.log[level]({ err: err.message, node: this.nodeId }, `store: cannot record the ${what}`);
+    });
   }
 }

@@ -6,7 +6,9 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { ClusterStore } from "../store/store.js";
 import { DirectoryLease } from "./lease.js";
-import type { Strategy } from "./strategies.js";
+import { hashStrategy, type Strategy } from "./strategies.js";
+
+const NO_LOADS: ReadonlyMap<string, number> = new Map();
 
 export interface RouteRequest {
   /** Bare JID, or null when the login carries no identity (ANONYMOUS): no affinity then. */
@@ -18,8 +20,12 @@ export interface RouteRequest {
 
 export interface RouteDecision {
   node: NodeView;
-  /** How the node was found: the JID's existing node, or a fresh choice by the strategy. */
-  via: "directory" | "strategy";
+  /**
+   * How the node was found: the JID's existing node, a fresh choice by the
+   * strategy, or (store unreachable or too slow) rendezvous hashing over the
+   * nodes known, on which every balancer instance agrees without talking.
+   */
+  via: "directory" | "strategy" | "fallback";
   /** What the hand-off reports back, so the directory entry lives exactly as long as it should. */
   lease: DirectoryLease;
 }
@@ -27,8 +33,13 @@ export interface RouteDecision {
 export interface RouterOptions {
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;
+  /** The longest a decision waits for the store before it hashes instead (ms). */
+  storeTimeoutMs: number;
   metrics: Metrics;
 }
+
+/** What a store-backed decision came to when the store failed or was too slow. */
+const STORE_UNUSABLE = Symbol("store unusable");
 
 /**
  * Turns (bare JID, domain) into a node: the session directory first (every
@@ -48,9 +59,33 @@ export class Router {
   /** A decision, or null when no node can take the login. `log` hears of store failures. */
   async route(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {
     const started = performance.now();
-    const decision = await this.decide(req, log);
+    let decision = this.store.up ? await this.withinStoreTimeout(this.decide(req, log), log) : STORE_UNUSABLE;
+    if (decision === STORE_UNUSABLE) decision = this.fallback(req, log);
     this.options.metrics.routingDuration.observe({ via: decision?.via ?? "none" }, (performance.now() - started) / 1000);
     return decision;
+  }
+
+  /** No client waits longer than the store timeout for a decision, however the store fails. */
+  private async withinStoreTimeout<T>(work: Promise<T>, log: Logger): Promise<T | typeof STORE_UNUSABLE> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<typeof STORE_UNUSABLE>((resolve) => (timer = setTimeout(() => resolve(STORE_UNUSABLE), this.options.storeTimeoutMs)));
+    const failed = work.catch((err: Error): typeof STORE_UNUSABLE => {
+      log.debug({ err: err.message }, "store: no answer for this decision; hashing instead");
+      return STORE_UNUSABLE;
+    });
+    try {
+      return await Promise.race([failed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Rendezvous hashing over the nodes known: the same answer on every instance, with no store. */
+  private fallback(req: RouteRequest, log: Logger): RouteDecision | null {
+    const candidates = this.candidates(this.nodes.table, req);
+    if (candidates.length === 0) return null;
+    const node = hashStrategy.pick(candidates, req.jid ?? randomUUID(), NO_LOADS);
+    return { node, via: "fallback", lease: new DirectoryLease(this.store, req.jid, node.id, log) };
   }
 
   private async decide(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {

@@ -42,6 +42,15 @@ export class MemoryStore implements ClusterStore {
     this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(60_000, options.affinityGraceMs))).unref();
   }
 
+  readonly up = true;
+
+  async waitUntilUp(): Promise<void> {}
+
+  /** The embedded store never goes away: no transitions to report. */
+  onStatus(): () => void {
+    return () => {};
+  }
+
   async listNodes(): Promise<StoredNode[]> {
     return this.snapshot();
   }

@@ -77,6 +77,24 @@ export class RedisRegistry {
     return [...(await readNodes(this.context)).drained].sort();
   }
 
+  /**
+   * Cluster-wide load per node id: the sum of every live balancer instance's
+   * published counts (open forwarded connections plus recent redirects). Read
+   * only; a crashed instance's counts have expired with their key.
+   */
+  async loads(): Promise<Map<string, number>> {
+    const { connection, keys } = this.context;
+    const perInstance = await connection.run("read-loads", async (c) => {
+      const instances = await c.zrange(keys.instances, 0, -1);
+      return Promise.all(instances.map((id) => c.hgetall(keys.instanceLoads(id))));
+    });
+    const total = new Map<string, number>();
+    for (const counts of perInstance) {
+      for (const [node, count] of Object.entries(counts)) total.set(node, (total.get(node) ?? 0) + (Number(count) || 0));
+    }
+    return total;
+  }
+
   /** No new users for this node (registered or static), on every balancer; existing sessions continue. Returns whether it changed. */
   drain(nodeId: string): Promise<boolean> {
     return setDrained(this.context, nodeId, true);

@@ -17,6 +17,12 @@ export interface StoredNode extends NodeSpec {
  */
 export interface ClusterStore {
   readonly kind: "memory" | "redis";
+  /** Whether the store answers now (the memory store always does). */
+  readonly up: boolean;
+  /** Resolves once the store answers; rejects after `timeoutMs` (start-up waits for it, bounded). */
+  waitUntilUp(timeoutMs: number): Promise<void>;
+  /** Calls `listener` once per transition (store lost, with the reason, or back). Returns an unsubscribe function. */
+  onStatus(listener: (up: boolean, reason?: string) => void): () => void;
   /** Static nodes given at construction + registered ones, drain flags applied. */
   listNodes(): Promise<StoredNode[]>;
   /**

@@ -9,6 +9,7 @@ const node = (id: string, weight = 1): NodeView => ({
   state: "up",
   health: "up",
   draining: false,
+  source: "static",
   domains: [],
   internal: { host: "10.0.0.1", port: 5222 },
   external: { host: "xmpp.example", port: 5222 },

@@ -39,7 +39,6 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
