@@ -59,7 +59,8 @@ export class Router {
   /** A decision, or null when no node can take the login. `log` hears of store failures. */
   async route(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {
     const started = performance.now();
-    let decision = this.store.up ? await this.withinStoreTimeout(this.decide(req, log), log) : STORE_UNUSABLE;
+    // The embedded store answers at once: a deadline (a timer per decision) is only for a networked one.
+    let decision = this.store.kind === "memory" ? await this.decide(req, log) : this.store.up ? await this.withinStoreTimeout(this.decide(req, log), log) : STORE_UNUSABLE;
     if (decision === STORE_UNUSABLE) decision = this.fallback(req, log);
     this.options.metrics.routingDuration.observe({ via: decision?.via ?? "none" }, (performance.now() - started) / 1000);
     return decision;
