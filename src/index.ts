@@ -22,7 +22,7 @@ import { ClientConnections } from "./session/sessions.js";
 import { MemoryStore } from "./store/memory-store.js";
 import { RedisStore } from "./store/redis-store.js";
 import type { ClusterStore } from "./store/store.js";
-import { dialNode } from "./upstream/node-stream.js";
+import { probeNode } from "./control/node-probe.js";
 
 export type { BalancerConfig, ConfigInput } from "./config.js";
 export type { ListenerConfig } from "./listener/listener.js";
@@ -39,8 +39,8 @@ export interface Balancer {
   readonly store: ClusterStore;
   readonly metrics: Metrics;
   readonly health: NodeHealth;
-  /** SASL mechanisms offered to clients now: the configured ones every node supports. */
-  readonly saslMechanisms: () => readonly string[];
+  /** SASL mechanisms offered now on a stream to `domain`: the configured ones every node serving it supports. */
+  readonly saslMechanisms: (domain: string) => readonly string[];
   /** Re-reads the TLS certificate and key (new connections only). */
   reloadTls(): void;
   /** Stops listening and closes every connection. */
@@ -99,17 +99,23 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     {
       intervalMs: config.healthIntervalMs,
       fall: HEALTH_FALL,
+      // One stream per domain the node serves: its health is the first one's; the mechanisms are learnt per domain.
       probe: async (node) => {
-        const { socket, features } = await dialNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain: node.domains[0] ?? config.domains[0]!, openStream: true });
-        socket.on("error", () => {}); // a reset while closing says nothing about the node's health
-        socket.end("</stream:stream>");
-        socket.destroySoon();
-        if (features !== undefined) offeredMechanisms.learn(node.id, features);
+        const domains = node.domains.length > 0 ? node.domains : config.domains;
+        const probes = domains.map(async (domain) => {
+          const features = await probeNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain });
+          if (features !== undefined) offeredMechanisms.learn(node.id, domain, features);
+        });
+        const [first] = await Promise.allSettled(probes);
+        if (first?.status === "rejected") throw first.reason;
       },
     },
     metrics,
     log.child({ component: "health" }),
   );
+  nodes.subscribe((table, previous) => {
+    for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
+  });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
   const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory });
 
@@ -141,7 +147,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       const settings: DialogueSettings = {
         listener: listenerConfig,
         domains,
-        mechanisms: () => offeredMechanisms.current,
+        mechanisms: (domain) => offeredMechanisms.forDomain(domain),
         allowPlaintext: config.allowPlaintext,
         secureContext: () => tlsHolder?.current,
         loginTimeoutMs: config.loginTimeoutMs,
@@ -175,7 +181,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     store,
     metrics,
     health,
-    saslMechanisms: () => offeredMechanisms.current,
+    saslMechanisms: (domain) => offeredMechanisms.forDomain(domain),
     reloadTls: () => tlsHolder?.reload(),
     close: closeAll,
   };

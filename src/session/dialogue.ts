@@ -18,8 +18,8 @@ import type { ClientConnection } from "./sessions.js";
 export interface DialogueSettings {
   listener: ListenerConfig;
   domains: ReadonlySet<string>;
-  /** SASL mechanisms to offer now (the configured ones that the nodes support). */
-  mechanisms: () => readonly Mechanism[];
+  /** SASL mechanisms to offer now on a stream to a domain (the configured ones that its nodes support). */
+  mechanisms: (domain: string) => readonly Mechanism[];
   allowPlaintext: boolean;
   /** The current TLS context (reloadable), or undefined when the balancer has no certificate. */
   secureContext: () => tls.SecureContext | undefined;
@@ -160,7 +160,7 @@ export class PreAuthDialogue {
 
   private features(): string {
     const tlsAvailable = this.settings.secureContext() !== undefined;
-    this.offered = this.mayAuthenticate() ? this.settings.mechanisms() : [];
+    this.offered = this.mayAuthenticate() && this.header !== undefined ? this.settings.mechanisms(this.header.to) : [];
     const starttls = this.secure || !tlsAvailable ? "none" : this.settings.allowPlaintext ? "optional" : "required";
     return featuresXml({ starttls, mechanisms: this.offered });
   }
