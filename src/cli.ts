@@ -78,6 +78,8 @@ export async function main(args: string[]): Promise<void> {
           .option("max-header-bytes", { type: "number", default: DEFAULTS.maxHeaderBytes, describe: "largest stream header accepted" })
           .option("health-interval", { type: "number", default: DEFAULTS.healthIntervalSeconds, describe: "seconds between XMPP probes of each node" })
           .option("health-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
+          .option("health-fall", { type: "number", default: DEFAULTS.healthFall, describe: "failed probes in a row that take an up node out" })
+          .option("health-rise", { type: "number", default: DEFAULTS.healthRise, describe: "good probes in a row that bring a down node back" })
           .option("metrics", { type: "string", describe: "HOST:PORT for /metrics, /healthz and /nodes (e.g. 127.0.0.1:9102)" })
           .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel }),
       async (argv) => serve(argv as ConfigInput),

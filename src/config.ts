@@ -45,6 +45,10 @@ export interface BalancerConfig {
   maxHeaderBytes: number;
   healthIntervalMs: number;
   healthTimeoutMs: number;
+  /** Consecutive failed probes that take an up node out. */
+  healthFall: number;
+  /** Consecutive good probes that bring a down node back. */
+  healthRise: number;
 }
 
 /** Flag-shaped input, as yargs (flags, env, --config JSON) or a test gives it. */
@@ -76,6 +80,8 @@ export interface ConfigInput {
   maxHeaderBytes?: number | string;
   healthInterval?: number | string;
   healthTimeout?: number | string;
+  healthFall?: number | string;
+  healthRise?: number | string;
 }
 
 export const DEFAULTS = {
@@ -96,6 +102,8 @@ export const DEFAULTS = {
   storePrefix: "xmpp-lb:",
   storeTimeoutSeconds: 0.25,
   healthTimeoutSeconds: 3,
+  healthFall: 2,
+  healthRise: 1,
 };
 
 /** Repeatable values may come as arrays, or (from env) as one string separated by spaces or ';'. */
@@ -240,6 +248,8 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     maxHeaderBytes: positiveInt("max-header-bytes", input.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
     healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),
     healthTimeoutMs: seconds("health-timeout", input.healthTimeout, DEFAULTS.healthTimeoutSeconds, 0.1),
+    healthFall: positiveInt("health-fall", input.healthFall, DEFAULTS.healthFall),
+    healthRise: positiveInt("health-rise", input.healthRise, DEFAULTS.healthRise),
   };
   if (input.tlsCert !== undefined && input.tlsKey !== undefined) config.tls = { certFile: input.tlsCert, keyFile: input.tlsKey };
   if (input.backendCa !== undefined) config.backendCa = input.backendCa;

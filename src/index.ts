@@ -54,8 +54,6 @@ export interface BalancerDeps {
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
 const MAX_SASL_FAILURES = 3;
-/** Consecutive failed probes before an up node is taken out. */
-const HEALTH_FALL = 2;
 
 /** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
 function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
@@ -98,7 +96,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     nodes,
     {
       intervalMs: config.healthIntervalMs,
-      fall: HEALTH_FALL,
+      fall: config.healthFall,
+      rise: config.healthRise,
       // One stream per domain the node serves: its health is the first one's; the mechanisms are learnt per domain.
       probe: async (node) => {
         const domains = node.domains.length > 0 ? node.domains : config.domains;

@@ -5,9 +5,13 @@ import type { Metrics } from "../metrics.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { ClusterStore } from "../store/store.js";
 
+const DRAIN = /^\/nodes\/([A-Za-z0-9._-]+)\/(drain|undrain)$/;
+
 /**
  * The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (200 while at
- * least one node takes users: an ELB/NLB target-group check) and `/nodes`.
+ * least one node takes users: an ELB/NLB target-group check), `/nodes`, and
+ * `POST /nodes/ID/drain|undrain` (through the store, so with Redis every
+ * balancer instance sees it). Bind it to loopback or a private address.
  */
 export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore }): Promise<{ server: http.Server; address: HostPort }> {
   const server = http.createServer((req, res) => {
@@ -15,6 +19,17 @@ export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; node
     const reply = (status: number, type: string, body: string): void => {
       res.writeHead(status, { "content-type": type, "cache-control": "no-store" }).end(body);
     };
+    const drain = DRAIN.exec(path ?? "");
+    if (drain !== null) {
+      const [, id = "", action] = drain;
+      if (req.method !== "POST") return reply(405, "text/plain", "POST to drain or undrain\n");
+      if (deps.nodes.table.get(id) === undefined) return reply(404, "application/json", JSON.stringify({ error: `no node '${id}'` }) + "\n");
+      (action === "drain" ? deps.store.drain(id) : deps.store.undrain(id)).then(
+        () => reply(200, "application/json", JSON.stringify({ node: id, draining: action === "drain" }) + "\n"),
+        (err: Error) => reply(503, "application/json", JSON.stringify({ error: err.message }) + "\n"),
+      );
+      return;
+    }
     if (req.method !== "GET" && req.method !== "HEAD") return reply(405, "text/plain", "method not allowed\n");
     if (path === "/metrics") {
       deps.metrics.registry.metrics().then(

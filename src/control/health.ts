@@ -3,10 +3,14 @@ import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 
+const REPROBE_FIRST_MS = 1000;
+
 export interface HealthOptions {
   intervalMs: number;
   /** Consecutive failed probes that take an up node down. */
   fall: number;
+  /** Consecutive good probes that bring a down node back. */
+  rise: number;
   /** Probes a node: resolves when it opened a stream and offered features. */
   probe: (node: NodeView) => Promise<void>;
 }
@@ -21,6 +25,9 @@ export interface HealthOptions {
 export class NodeHealth {
   private timer: NodeJS.Timeout | undefined;
   private readonly failures = new Map<string, number>();
+  private readonly successes = new Map<string, number>();
+  /** Down nodes are probed again sooner than the interval: after 1 s, then 2 s, 4 s... up to it. */
+  private readonly reprobes = new Map<string, NodeJS.Timeout>();
   /** Nodes a probe has reached at least once: until then one failure is enough to take a node out. */
   private readonly confirmed = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -44,6 +51,8 @@ export class NodeHealth {
 
   stop(): void {
     clearInterval(this.timer);
+    for (const timer of this.reprobes.values()) clearTimeout(timer);
+    this.reprobes.clear();
     this.unsubscribe();
   }
 
@@ -78,9 +87,14 @@ export class NodeHealth {
     try {
       await this.options.probe(node);
       this.failures.delete(node.id);
+      const count = (this.successes.get(node.id) ?? 0) + 1;
+      this.successes.set(node.id, count);
+      const current = this.nodes.table.get(node.id)?.health;
+      // A suspect node was up a moment ago: one good probe clears it; a down one needs `rise`.
+      if (current !== "down" || count >= this.options.rise || !this.confirmed.has(node.id)) this.setHealth(node.id, "up", "probe succeeded");
       this.confirmed.add(node.id);
-      this.setHealth(node.id, "up", "probe succeeded");
     } catch (err) {
+      this.successes.delete(node.id);
       const count = (this.failures.get(node.id) ?? 0) + 1;
       this.failures.set(node.id, count);
       const current = this.nodes.table.get(node.id)?.health;
@@ -88,6 +102,17 @@ export class NodeHealth {
         this.setHealth(node.id, "down", `probe failed: ${(err as Error).message}`);
       }
     }
+    this.scheduleReprobe(node.id);
+  }
+
+  private scheduleReprobe(id: string): void {
+    clearTimeout(this.reprobes.get(id));
+    this.reprobes.delete(id);
+    const node = this.nodes.table.get(id);
+    if (node?.health !== "down" || this.timer === undefined) return;
+    const failures = this.failures.get(id) ?? 1;
+    const delay = Math.min(this.options.intervalMs, REPROBE_FIRST_MS * 2 ** Math.min(failures - 1, 10));
+    this.reprobes.set(id, setTimeout(() => void this.probeOne(this.nodes.table.get(id) ?? node), delay).unref());
   }
 
   private setHealth(id: string, health: "up" | "down", reason: string): void {

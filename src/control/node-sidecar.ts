@@ -45,8 +45,8 @@ export class NodeSidecar {
     await this.running;
     const { id } = this.options.spec;
     try {
-      const removed = await this.registry.deregisterNode(id);
-      this.log.info({ removed }, "deregistered: the balancers stop sending new users at once");
+      if (await this.registry.deregisterNode(id)) this.log.info("deregistered: the balancers stop sending new users at once");
+      else this.log.info("not registered (the probe was failing): nothing to deregister");
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, "could not deregister: the node leaves the store when its TTL runs out");
     }

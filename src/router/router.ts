@@ -22,10 +22,11 @@ export interface RouteDecision {
   node: NodeView;
   /**
    * How the node was found: the JID's existing node, a fresh choice by the
-   * strategy, or (store unreachable or too slow) rendezvous hashing over the
-   * nodes known, on which every balancer instance agrees without talking.
+   * strategy, (store unreachable or too slow) rendezvous hashing over the
+   * nodes known, on which every balancer instance agrees without talking, or
+   * (no node up) a node marked down, dialed anyway.
    */
-  via: "directory" | "strategy" | "fallback";
+  via: "directory" | "strategy" | "fallback" | "panic";
   /** What the hand-off reports back, so the directory entry lives exactly as long as it should. */
   lease: DirectoryLease;
 }
@@ -81,6 +82,19 @@ export class Router {
     }
   }
 
+  /**
+   * Health is a hint, never a wall: with no node up for the domain, a node
+   * marked down is dialed anyway (it may be back already, a restart takes a
+   * second) before the login is refused: the JID's own node first, else the
+   * hash's choice. Nothing is claimed: the directory keeps what it had.
+   */
+  private panic(table: NodeTable, req: RouteRequest, owner: string | null, decision: (node: NodeView, via: RouteDecision["via"]) => RouteDecision): RouteDecision | null {
+    const dialable = table.nodes.filter((n) => !n.draining && servesDomain(n, req.domain) && !req.exclude?.has(n.id));
+    if (dialable.length === 0) return null;
+    const own = dialable.find((n) => n.id === owner);
+    return decision(own ?? hashStrategy.pick(dialable, req.jid ?? randomUUID(), NO_LOADS), "panic");
+  }
+
   /** Rendezvous hashing over the nodes known: the same answer on every instance, with no store. */
   private fallback(req: RouteRequest, log: Logger): RouteDecision | null {
     const candidates = this.candidates(this.nodes.table, req);
@@ -103,7 +117,7 @@ export class Router {
     if (kept !== undefined) return decision(kept, "directory");
 
     const candidates = this.candidates(table, req);
-    if (candidates.length === 0) return null;
+    if (candidates.length === 0) return this.panic(table, req, owner, decision);
     const loads = this.strategy.needsLoads ? await this.store.loads() : new Map<string, number>();
     const chosen = this.strategy.pick(candidates, req.jid ?? randomUUID(), loads);
     if (req.jid === null) return decision(chosen, "strategy");

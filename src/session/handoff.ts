@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { UpstreamError } from "../errors.js";
@@ -12,6 +13,19 @@ import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import { NodeAdvice } from "./node-advice.js";
 import type { RedirectMemory } from "./redirect-memory.js";
 import type { ClientConnection } from "./sessions.js";
+
+/** The first pause before refused nodes are dialed again; it doubles each time. */
+const RETRY_FIRST_MS = 100;
+
+/** Waits `ms`; false when the client left meanwhile. */
+async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** What the pre-auth dialogue learnt, handed over for the decision. */
 export interface Login {
@@ -69,13 +83,27 @@ export class Handoff {
     return { outcome: "redirected", node };
   }
 
+  /**
+   * Dials the node the router names and relays. A failed dial asks the router
+   * again without that node; when no node is left, the refused ones are tried
+   * again with a short backoff until --dial-timeout has passed since the
+   * first attempt: a node restarting for a second is waited for, not refused.
+   */
   async forward(conn: ClientConnection, login: Login): Promise<HandoffResult> {
     const exclude = new Set<string>();
+    const deadline = Date.now() + this.options.dial.timeoutMs;
+    let backoffMs = RETRY_FIRST_MS;
     let recheckedOwner = false;
-    for (let attempt = 0; attempt <= this.nodes.table.nodes.length; attempt++) {
+    for (;;) {
       if (conn.leftSignal.aborted) return { outcome: "abandoned" };
       const decision = await this.router.route({ jid: login.jid, domain: login.domain, exclude }, conn.log);
-      if (decision === null) return { outcome: "no-node" };
+      if (decision === null) {
+        if (exclude.size === 0 || Date.now() + backoffMs > deadline) return { outcome: "no-node" };
+        if (!(await pause(backoffMs, conn.leftSignal))) return { outcome: "abandoned" };
+        backoffMs *= 2;
+        exclude.clear();
+        continue;
+      }
       const { node } = decision;
       let connection: NodeConnection;
       try {
@@ -99,7 +127,6 @@ export class Handoff {
       }
       return this.startRelay(conn, login, decision, connection);
     }
-    return { outcome: "no-node" };
   }
 
   private startRelay(conn: ClientConnection, login: Login, decision: RouteDecision, connection: NodeConnection): HandoffResult {

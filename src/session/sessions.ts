@@ -30,6 +30,9 @@ export class ClientConnection {
   private outcome: ConnectionOutcome | undefined;
   private shutdownHandler: () => void = () => this.socket.destroy();
   private held: Buffer[] = [];
+  /** Bytes (and a FIN) that came while nobody was reading. */
+  private unread: Buffer[] = [];
+  private unreadEnd = false;
   private heldBytes = 0;
   private heldEnded = false;
   private readonly left = new AbortController();
@@ -69,11 +72,23 @@ export class ClientConnection {
     this.finish("rejected");
   }
 
-  /** Routes the client's bytes and FIN to `input` (null: nobody reads, the socket is paused). */
+  /**
+   * Routes the client's bytes and FIN to `input` (null: nobody reads, the
+   * socket is paused). Whatever arrives while nobody reads is kept for the
+   * next reader, never dropped.
+   */
   readWith(input: ClientInput | null): void {
     this.input = input;
-    if (input === null) this.socket.pause();
-    else this.socket.resume();
+    if (input === null) {
+      this.socket.pause();
+      return;
+    }
+    const unread = this.unread;
+    this.unread = [];
+    for (const chunk of unread) if (this.input === input) input.data(chunk);
+    if (this.unreadEnd && this.input === input) input.end();
+    this.unreadEnd = false;
+    if (this.input === input) this.socket.resume();
   }
 
   /** The transport is now TLS over the raw socket. */
@@ -121,6 +136,8 @@ export class ClientConnection {
   /** Stops reading for the relay, which attaches its own listeners to the socket. */
   handOver(onShutdown: () => void): Socket {
     this.socket.off("data", this.onData).off("end", this.onEnd);
+    // Bytes nobody has read yet go back into the socket, for the relay's first read.
+    if (this.unread.length > 0) this.socket.unshift(Buffer.concat(this.unread.splice(0)));
     this.input = null;
     this.shutdownHandler = onShutdown;
     return this.socket;
@@ -151,10 +168,12 @@ export class ClientConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.input !== null) this.input.data(chunk);
+    else this.unread.push(chunk);
   };
 
   private readonly onEnd = (): void => {
     if (this.input !== null) this.input.end();
+    else this.unreadEnd = true;
   };
 }
 

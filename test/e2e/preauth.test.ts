@@ -11,7 +11,8 @@ describe("pre-auth dialogue", () => {
   before(async () => {
     trap = await trapListener();
     // One node whose internal address refuses connections (port 1 on loopback).
-    lb = await startBalancer({ node: [`id=dead,internal=127.0.0.1:1,external=127.0.0.1:${trap.port}`], loginTimeout: 1.5, healthInterval: 60 });
+    // A short --dial-timeout: a refused dial is retried (a node may be restarting) until it passes.
+    lb = await startBalancer({ node: [`id=dead,internal=127.0.0.1:1,external=127.0.0.1:${trap.port}`], loginTimeout: 1.5, dialTimeout: 0.3, healthInterval: 60 });
   });
   after(async () => {
     await lb.close();
@@ -62,7 +63,7 @@ describe("pre-auth dialogue", () => {
   });
 
   it("counts bytes after a refused login once against the pre-auth limit", async () => {
-    const tight = await startBalancer({ node: ["id=dead,internal=127.0.0.1:1"], maxPreauthBytes: 3000, healthInterval: 60 });
+    const tight = await startBalancer({ node: ["id=dead,internal=127.0.0.1:1"], maxPreauthBytes: 3000, dialTimeout: 0.3, healthInterval: 60 });
     const c = await RawXmpp.connect(tight.port);
     await c.secureStream();
     // ~1,950 bytes in all: within the limit once, beyond it if the unread rest were counted twice.

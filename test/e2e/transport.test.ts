@@ -22,7 +22,7 @@ describe("transports and admin endpoint", () => {
   };
 
   before(async () => {
-    cluster = await startProsodyCluster({ count: 2, users: ["oscar", "peggy", "trent"].map((u) => [u, PASSWORD]) });
+    cluster = await startProsodyCluster({ count: 2, users: ["oscar", "peggy", "trent", "dora", "dina", "dirk", "dale"].map((u) => [u, PASSWORD]) });
   });
   after(async () => {
     await stopAll(clients);
@@ -100,5 +100,30 @@ describe("transports and admin endpoint", () => {
 
     for (const n of cluster.nodes) lb.balancer.nodes.setHealth(n.id, "down");
     assert.equal((await fetch(`${base}/healthz`)).status, 503);
+  });
+
+  it("drains a node over POST /nodes/ID/drain: no new users, its sessions continue, and undrains it", async () => {
+    const lb = await balancer({ metrics: "127.0.0.1:0" });
+    const base = `http://127.0.0.1:${lb.balancer.adminAddress!.port}`;
+    const first = await login({ port: lb.port, username: "dora", password: PASSWORD });
+    clients.push(first);
+    const drained = await nodeOf(first);
+    const answer = await fetch(`${base}/nodes/${drained}/drain`, { method: "POST" });
+    assert.equal(answer.status, 200);
+    assert.deepEqual(await answer.json(), { node: drained, draining: true });
+    assert.equal(lb.balancer.nodes.table.get(drained)?.state, "draining");
+    for (const user of ["dina", "dirk", "dale"]) {
+      const c = await login({ port: lb.port, username: user, password: PASSWORD });
+      clients.push(c);
+      assert.notEqual(await nodeOf(c), drained, "a drained node takes no new users");
+    }
+    assert.equal(await nodeOf(first), drained, "its session continues");
+    const listed = (await (await fetch(`${base}/nodes`)).json()) as { nodes: Array<{ id: string; state: string }> };
+    assert.equal(listed.nodes.find((n) => n.id === drained)?.state, "draining");
+    assert.match(await (await fetch(`${base}/metrics`)).text(), new RegExp(`xmpp_lb_node_up\\{node="${drained}"\\} 0`));
+    assert.equal((await fetch(`${base}/nodes/${drained}/undrain`, { method: "POST" })).status, 200);
+    assert.equal(lb.balancer.nodes.table.get(drained)?.state, "up");
+    assert.equal((await fetch(`${base}/nodes/nope/drain`, { method: "POST" })).status, 404);
+    assert.equal((await fetch(`${base}/nodes/${drained}/drain`)).status, 405);
   });
 });

@@ -103,9 +103,22 @@ describe("Router", () => {
     assert.equal(await store.lookup("liz@lb.test"), accepted!.node.id);
   });
 
-  it("answers null when no node is available", async () => {
-    const { router, nodes } = setup([spec("n1")]);
+  it("dials a node marked down when none is up (panic), the JID's own first, and claims nothing", async () => {
+    const { store, router, nodes } = setup([spec("n1"), spec("n2"), spec("n3")]);
+    await store.claim("a@lb.test", "n3", []);
+    for (const id of ["n1", "n2", "n3"]) nodes.setHealth(id, "down");
+    const own = await router.route({ jid: "a@lb.test", domain: "lb.test" }, log);
+    assert.equal(own!.node.id, "n3");
+    assert.equal(own!.via, "panic");
+    const fresh = await router.route({ jid: "b@lb.test", domain: "lb.test" }, log);
+    assert.equal(fresh!.via, "panic");
+    assert.equal(await store.lookup("b@lb.test"), null, "a panic choice is not recorded");
+  });
+
+  it("answers null when no node may be dialed: all drained or excluded", async () => {
+    const { router, nodes } = setup([spec("n1"), spec("n2")]);
     nodes.setHealth("n1", "down");
-    assert.equal(await router.route({ jid: "a@lb.test", domain: "lb.test" }, log), null);
+    nodes.update((t) => t.withDraining("n2", true));
+    assert.equal(await router.route({ jid: "a@lb.test", domain: "lb.test", exclude: new Set(["n1"]) }, log), null);
   });
 });
