@@ -23,7 +23,7 @@ async function serve(argv: ConfigInput): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "stopping");
-    balancer.close().then(
+    balancer.close(config.shutdownTimeoutMs).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, "error while stopping");
@@ -78,6 +78,7 @@ export async function main(args: string[]): Promise<void> {
           .option("max-header-bytes", { type: "number", default: DEFAULTS.maxHeaderBytes, describe: "largest stream header accepted" })
           .option("health-interval", { type: "number", default: DEFAULTS.healthIntervalSeconds, describe: "seconds between XMPP probes of each node" })
           .option("health-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
+          .option("shutdown-timeout", { type: "number", default: DEFAULTS.shutdownTimeoutSeconds, describe: "seconds forwarded sessions may run on after SIGTERM before they are closed" })
           .option("health-fall", { type: "number", default: DEFAULTS.healthFall, describe: "failed probes in a row that take an up node out" })
           .option("health-rise", { type: "number", default: DEFAULTS.healthRise, describe: "good probes in a row that bring a down node back" })
           .option("metrics", { type: "string", describe: "HOST:PORT for /metrics, /healthz and /nodes (e.g. 127.0.0.1:9102)" })

@@ -45,6 +45,8 @@ export interface BalancerConfig {
   maxHeaderBytes: number;
   healthIntervalMs: number;
   healthTimeoutMs: number;
+  /** After SIGTERM, how long forwarded sessions may run on before they are closed. */
+  shutdownTimeoutMs: number;
   /** Consecutive failed probes that take an up node out. */
   healthFall: number;
   /** Consecutive good probes that bring a down node back. */
@@ -81,6 +83,7 @@ export interface ConfigInput {
   healthInterval?: number | string;
   healthTimeout?: number | string;
   healthFall?: number | string;
+  shutdownTimeout?: number | string;
   healthRise?: number | string;
 }
 
@@ -103,6 +106,7 @@ export const DEFAULTS = {
   storeTimeoutSeconds: 0.25,
   healthTimeoutSeconds: 3,
   healthFall: 2,
+  shutdownTimeoutSeconds: 30,
   healthRise: 1,
 };
 
@@ -248,6 +252,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     maxHeaderBytes: positiveInt("max-header-bytes", input.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
     healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),
     healthTimeoutMs: seconds("health-timeout", input.healthTimeout, DEFAULTS.healthTimeoutSeconds, 0.1),
+    shutdownTimeoutMs: seconds("shutdown-timeout", input.shutdownTimeout, DEFAULTS.shutdownTimeoutSeconds),
     healthFall: positiveInt("health-fall", input.healthFall, DEFAULTS.healthFall),
     healthRise: positiveInt("health-rise", input.healthRise, DEFAULTS.healthRise),
   };

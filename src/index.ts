@@ -43,8 +43,13 @@ export interface Balancer {
   readonly saslMechanisms: (domain: string) => readonly string[];
   /** Re-reads the TLS certificate and key (new connections only). */
   reloadTls(): void;
-  /** Stops listening and closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, answers clients still in the pre-auth dialogue with
+   * `<system-shutdown/>`, lets forwarded sessions run for up to `drainMs`
+   * (default 0: closed at once; clients that close on their own go sooner),
+   * then closes what is left.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 export interface BalancerDeps {
@@ -122,17 +127,17 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const connections = new ClientConnections(metrics, log);
   const listeners: BoundListener[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
-  const closeAll = async (): Promise<void> => {
+  const closeAll = async (drainMs = 0): Promise<void> => {
     health.stop();
     membership.stop();
     redirectMemory.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     connections.shutdown();
-    // Let the <system-shutdown/> errors reach their clients, briefly.
-    const flushed = setTimeout(() => connections.destroyAll(), LINGER_MS.shutdown);
+    // Let the <system-shutdown/> errors reach their clients, and forwarded sessions drain, for a while.
+    const deadline = setTimeout(() => connections.destroyAll(), Math.max(drainMs, LINGER_MS.shutdown));
     await Promise.all(closed);
-    clearTimeout(flushed);
+    clearTimeout(deadline);
     if (admin !== undefined) {
       const adminClosed = new Promise<void>((resolve) => admin!.server.close(() => resolve()));
       admin.server.closeAllConnections();

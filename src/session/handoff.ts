@@ -142,7 +142,7 @@ export class Handoff {
     if (connection.tlsRequiredByNode) this.advice.tlsRequired(node.id, conn.log);
     if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
     upstream.setNoDelay(true);
-    const client = conn.handOver(() => client.destroy());
+    const client = conn.handOver();
     if (connection.leftover.length > 0) client.write(connection.leftover);
     upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
     this.watchLogin(upstream, decision, conn);

@@ -133,13 +133,13 @@ export class ClientConnection {
     return released;
   }
 
-  /** Stops reading for the relay, which attaches its own listeners to the socket. */
-  handOver(onShutdown: () => void): Socket {
+  /** Stops reading for the relay, which attaches its own listeners to the socket. A shutdown then lets it drain. */
+  handOver(): Socket {
     this.socket.off("data", this.onData).off("end", this.onEnd);
     // Bytes nobody has read yet go back into the socket, for the relay's first read.
     if (this.unread.length > 0) this.socket.unshift(Buffer.concat(this.unread.splice(0)));
     this.input = null;
-    this.shutdownHandler = onShutdown;
+    this.shutdownHandler = () => {};
     return this.socket;
   }
 
@@ -201,7 +201,7 @@ export class ClientConnections {
     return this.open.size;
   }
 
-  /** Asks each connection to stop: a dialogue answers <system-shutdown/>, a relay closes. */
+  /** Asks each connection to stop: a dialogue answers <system-shutdown/>, a relayed session is left to drain. */
   shutdown(): void {
     for (const conn of this.open) conn.shutdown();
   }

@@ -1,37 +1,12 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { listeningPort, runCli } from "../support/cli.js";
 import { RawXmpp, STREAM_OPEN } from "../support/raw.js";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CLI = ["--import", "tsx", path.join(ROOT, "src/cli.ts")];
-
-function run(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.once("exit", (code) => resolve({ code, stdout, stderr })));
-  return { child, done };
-}
-
-/** Waits for the "listening" log line and returns the bound port. */
-async function listening(child: ChildProcess): Promise<number> {
-  let text = "";
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d: Buffer) => {
-      text += d.toString();
-      const m = /"msg":"listening"/.test(text) ? /"address":\{"host":"[^"]+","port":(\d+)\}/.exec(text) : null;
-      if (m) resolve(Number(m[1]));
-    });
-    child.once("exit", () => reject(new Error(`exited before listening: ${text}`)));
-  });
-}
 
 describe("command line", () => {
   const children: ChildProcess[] = [];
@@ -50,7 +25,7 @@ describe("command line", () => {
   ];
   for (const [args, message] of badValues) {
     it(`exits 2 with one clear line for ${args.at(-1)}`, async () => {
-      const { code, stderr } = await run(args).done;
+      const { code, stderr } = await runCli(args).done;
       assert.equal(code, 2);
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /\n\s+at /, "no stack trace");
@@ -61,9 +36,9 @@ describe("command line", () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "xmpp-lb-cli-"));
     const config = path.join(dir, "lb.json");
     await writeFile(config, JSON.stringify({ listen: ["127.0.0.1:0"], "tls-cert": "examples/tls/server.pem", "tls-key": "examples/tls/server.key", node: ["id=n1,internal=127.0.0.1:1"] }));
-    const { child, done } = run(["--config", config, "--log-level", "info"], { XMPP_LB_DOMAIN: "env.test" });
+    const { child, done } = runCli(["--config", config, "--log-level", "info"], { XMPP_LB_DOMAIN: "env.test" });
     children.push(child);
-    const port = await listening(child);
+    const port = await listeningPort(child);
     const c = await RawXmpp.connect(port);
     c.send(STREAM_OPEN.replace("lb.test", "env.test"));
     await c.until(/<starttls/);

@@ -43,7 +43,9 @@ describe("failover", () => {
 
   it("drops a dead node's sessions at once, binds their reconnects on a healthy node at the first try, and uses the node again once back", async () => {
     lb = await startBalancer({ node: nodeFlags(cluster.nodes) });
-    const placed = await Promise.all(users.map(async (u) => ({ user: u, client: await login({ port: lb.port, username: u, password: PASSWORD }) })));
+    // One at a time: @xmpp/client's SCRAM runs PBKDF2 in small async steps, and eight at once on two cores outlast its 2 s stream timeout.
+    const placed: Array<{ user: string; client: Client }> = [];
+    for (const user of users) placed.push({ user, client: await login({ port: lb.port, username: user, password: PASSWORD }) });
     const where = await Promise.all(placed.map(async (p) => ({ ...p, node: await nodeOf(p.client) })));
     const victimId = where[0]!.node;
     const victim = cluster.nodes.find((n) => n.id === victimId)!;

@@ -1,55 +1,14 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
-import path from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { runCli, type CliRun } from "../support/cli.js";
+import { freePort, sleep, waitFor } from "../support/wait.js";
 import { RedisRegistry } from "../../src/store/redis-registry.js";
 import { startProsodyCluster, type ProsodyCluster, type ProsodyNode } from "../support/prosody.js";
 import { startRedis, type RedisServer } from "../support/redis.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CLI = ["--import", "tsx", path.join(ROOT, "src/cli.ts")];
 /** Heartbeats every 500 ms; a node is gone 1.5 s after its last one. */
 const TTL_SECONDS = 1.5;
-
-interface Run {
-  child: ChildProcess;
-  /** Everything written to stdout so far. */
-  stdout(): string;
-  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
-function run(args: string[]): Run {
-  const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, env: { ...process.env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.once("exit", (code) => resolve({ code, stdout, stderr })));
-  return { child, stdout: () => stdout, done };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const hostPort = (a: { host: string; port: number }): string => `${a.host}:${a.port}`;
 
@@ -62,13 +21,13 @@ describe("xmpp-lb node ...", () => {
 
   const store = (): string[] => ["--store", redis.url];
   const registered = async (id: string): Promise<boolean> => (await registry.listNodes()).some((n) => n.id === id);
-  const sidecar = (): Run => {
-    const r = run(["node", "register", ...store(), "--id", node.id, "--internal", hostPort(node.internal), "--external", hostPort(node.external), "--domains", cluster.domain, "--zone", "z1", "--ttl", String(TTL_SECONDS), "--probe-timeout", "1"]);
+  const sidecar = (): CliRun => {
+    const r = runCli(["node", "register", ...store(), "--id", node.id, "--internal", hostPort(node.internal), "--external", hostPort(node.external), "--domains", cluster.domain, "--zone", "z1", "--ttl", String(TTL_SECONDS), "--probe-timeout", "1"]);
     children.push(r.child);
     return r;
   };
   const cli = async (...args: string[]): Promise<string> => {
-    const { code, stdout, stderr } = await run(["node", ...args, ...store()]).done;
+    const { code, stdout, stderr } = await runCli(["node", ...args, ...store()]).done;
     assert.equal(code, 0, stderr);
     return stdout;
   };
@@ -181,7 +140,7 @@ describe("xmpp-lb node ...", () => {
     ];
     await Promise.all(
       cases.map(async ([args, expected, message]) => {
-        const { code, stderr } = await run(args).done;
+        const { code, stderr } = await runCli(args).done;
         assert.equal(code, expected, `${args.join(" ")}: ${stderr}`);
         assert.match(stderr, message);
         assert.equal(stderr.split("\n")[0]!.startsWith("xmpp-lb: "), true, stderr);

@@ -7,19 +7,10 @@ import { login, nodeOf, stopAll } from "../support/clients.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { RawXmpp, plainAuth } from "../support/raw.js";
+import { sleep, waitFor } from "../support/wait.js";
 import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from "../support/redis.js";
 
 const PASSWORD = "correct horse";
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
-}
-
 /** Several balancer instances on one real Redis, in front of real Prosody nodes. */
 describe("shared Redis store", () => {
   let cluster: ProsodyCluster;
@@ -90,22 +81,22 @@ describe("shared Redis store", () => {
     await Promise.all([heartbeat(second), heartbeat(third)]);
     const beating = setInterval(() => void heartbeat(second).catch(() => {}), 400);
     try {
-      await until("both registered nodes are known", () => lb.balancer.nodes.table.get("n2") !== undefined && lb.balancer.nodes.table.get("n3") !== undefined, 3000);
+      await waitFor("both registered nodes are known", () => lb.balancer.nodes.table.get("n2") !== undefined && lb.balancer.nodes.table.get("n3") !== undefined, 3000);
       const seen = new Set<string>();
       for (const user of users.slice(0, 12)) seen.add(await nodeOf(await connect(lb, user)));
       assert.deepEqual([...seen].sort(), ["n1", "n2", "n3"], "registered nodes receive users");
 
       // n3's heartbeat stopped at once: gone after its TTL (1.5 s) and one re-read.
-      await until("n3 is gone", () => lb.balancer.nodes.table.get("n3") === undefined, 4000);
+      await waitFor("n3 is gone", () => lb.balancer.nodes.table.get("n3") === undefined, 4000);
       for (const user of users.slice(12, 24)) assert.notEqual(await nodeOf(await connect(lb, user)), "n3");
 
       await registry.drain("n2");
-      await until("n2 is drained", () => lb.balancer.nodes.table.get("n2")?.state === "draining", 3000);
+      await waitFor("n2 is drained", () => lb.balancer.nodes.table.get("n2")?.state === "draining", 3000);
       for (const user of users.slice(24, 34)) assert.equal(await nodeOf(await connect(lb, user)), "n1", "a drained node takes no new users");
       const stillThere = await Promise.all(clients.slice(0, 12).map((c) => nodeOf(c)));
       assert.ok(stillThere.includes("n2"), "sessions on the drained node continue");
       await registry.undrain("n2");
-      await until("n2 is undrained", () => lb.balancer.nodes.table.get("n2")?.state === "up", 3000);
+      await waitFor("n2 is undrained", () => lb.balancer.nodes.table.get("n2")?.state === "up", 3000);
     } finally {
       clearInterval(beating);
       await registry.removeNode("n2");
@@ -149,11 +140,11 @@ describe("shared Redis store", () => {
         assert.equal(await nodeOf(c), expected(user), "a login during the outage lands where the hash says");
         assert.ok(Date.now() - started < 4000, "the outage does not hold a login");
       }
-      await until("store_up is 0", async () => (await storeUp()) === "0", 5000);
+      await waitFor("store_up is 0", async () => (await storeUp()) === "0", 5000);
     } finally {
       await redis.kill("SIGCONT");
     }
-    await until("the store is up again", () => lb.balancer.store.up, 5000);
+    await waitFor("the store is up again", () => lb.balancer.store.up, 5000);
     await connect(lb, "alice");
     assert.notEqual(await lb.balancer.store.lookup("alice@lb.test"), null, "the directory is used again");
     assert.equal(await storeUp(), "1");
@@ -161,7 +152,7 @@ describe("shared Redis store", () => {
     await redis.kill("SIGKILL");
     for (const user of users.slice(4, 8)) assert.equal(await nodeOf(await connect(lb, user)), expected(user));
     await redis.restart();
-    await until("the store is up after a restart", () => lb.balancer.store.up, 8000);
+    await waitFor("the store is up after a restart", () => lb.balancer.store.up, 8000);
     await connect(lb, "bob");
     assert.notEqual(await lb.balancer.store.lookup("bob@lb.test"), null);
     await closeAll();

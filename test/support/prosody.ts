@@ -10,6 +10,7 @@
 // read by mod_disco), which is how tests learn where a client landed.
 
 import { hookExit, liveChildren, liveDirs } from "./children.js";
+import { freePort } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -125,18 +126,6 @@ ${o.extra}
 VirtualHost ${lua(o.domain)}
   ssl = { certificate = ${lua(path.join(TLS_DIR, "server.pem"))}; key = ${lua(path.join(TLS_DIR, "server.key"))} }
 `;
-}
-
-/** A free TCP port on `host`: bind port 0, read it, close. */
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Fails early (and clearly) if host:port is taken, e.g. by another cluster or a system Prosody on 0.0.0.0:5222. */

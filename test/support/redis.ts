@@ -4,6 +4,7 @@
 // not matter; every process is killed when the test process exits.
 
 import { hookExit, liveChildren, liveDirs } from "./children.js";
+import { freePort } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
@@ -37,17 +38,6 @@ export interface RedisCluster {
   /** redis-cluster://host:port,host:port,host:port */
   url: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** One PING over a raw socket; true on +PONG. */
@@ -150,7 +140,7 @@ function removeDir(dir: string): void {
 export async function startRedis(): Promise<RedisServer> {
   hookExit();
   const dir = tempDir("redis");
-  const server = new Server(await freePort(), dir, [], dir);
+  const server = new Server(await freePort(HOST), dir, [], dir);
   try {
     await server.start();
   } catch (err) {
@@ -174,8 +164,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       const nodeDir = path.join(dir, `m${i + 1}`);
       mkdirSync(nodeDir);
       // cluster-port: the bus port would otherwise be port + 10000, which may be taken or out of range.
-      const args = ["--cluster-enabled", "yes", "--cluster-config-file", path.join(nodeDir, "nodes.conf"), "--cluster-node-timeout", "2000", "--cluster-port", String(await freePort())];
-      servers.push(new Server(await freePort(), nodeDir, args));
+      const args = ["--cluster-enabled", "yes", "--cluster-config-file", path.join(nodeDir, "nodes.conf"), "--cluster-node-timeout", "2000", "--cluster-port", String(await freePort(HOST))];
+      servers.push(new Server(await freePort(HOST), nodeDir, args));
     }
     await Promise.all(servers.map((s) => s.start()));
     await execFileP(REDIS_CLI, ["--cluster", "create", ...servers.map((s) => `${HOST}:${s.port}`), "--cluster-replicas", "0", "--cluster-yes"], { timeout: 30_000 });
