@@ -1,6 +1,6 @@
 import { ConfigError } from "./errors.js";
 import { parseHostPort, type HostPort } from "./cluster/address.js";
-import type { NodeSpec } from "./cluster/node.js";
+import type { NodeSpec, ProxyVersion } from "./cluster/node.js";
 import type { ListenerConfig, Mode, Phase } from "./listener/listener.js";
 import { LOG_LEVELS, type LogLevel } from "./log.js";
 import { STRATEGIES, type StrategyName } from "./router/strategies.js";
@@ -30,6 +30,8 @@ export interface BalancerConfig {
   backendTls: boolean;
   /** CA bundle that node certificates are verified against; without it they are not verified. */
   backendCa?: string;
+  /** PROXY protocol header sent to nodes (a node's own `proxy=` wins). */
+  backendProxyProtocol?: ProxyVersion;
   metrics?: HostPort;
   logLevel: LogLevel;
   /** The balancer's zone: nodes of this zone are preferred. */
@@ -70,6 +72,8 @@ export interface ConfigInput {
   saslMechanisms?: string | string[];
   backendTls?: boolean;
   backendCa?: string;
+  backendProxyProtocol?: string;
+  proxyProtocol?: boolean;
   metrics?: string;
   logLevel?: string;
   zone?: string;
@@ -142,23 +146,25 @@ function hostPort(flag: string, text: string): HostPort {
   return hp;
 }
 
-/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P]` */
-export function parseListen(text: string, defaults: { mode: Mode; phase: Phase }): ListenerConfig {
+/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P][,proxy]` */
+export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; proxyProtocol: boolean }): ListenerConfig {
   const [address = "", ...options] = text.split(",");
   const match = /^(?:([a-z-]+):\/\/)?(.+)$/.exec(address.trim());
   const kind = oneOf("listen", match?.[1] ?? "starttls", ["starttls", "direct-tls"] as const);
   const { host, port } = hostPort("listen", match?.[2] ?? "");
-  const listener: ListenerConfig = { name: text, kind, host, port, mode: defaults.mode, phase: defaults.phase };
+  const listener: ListenerConfig = { name: text, kind, host, port, mode: defaults.mode, phase: defaults.phase, proxyProtocol: defaults.proxyProtocol };
   for (const option of options) {
     const [key, value = ""] = option.split("=", 2);
     if (key === "mode") listener.mode = oneOf("listen mode", value, ["redirect", "forward"] as const);
     else if (key === "phase") listener.phase = oneOf("listen phase", value, ["open", "login"] as const);
-    else throw new ConfigError(`--listen: unknown option '${key}' in '${text}' (mode=, phase=)`);
+    else if (key === "proxy" && value === "") listener.proxyProtocol = true;
+    else throw new ConfigError(`--listen: unknown option '${key}' in '${text}' (mode=, phase=, proxy)`);
   }
   return listener;
 }
 
-const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains"];
+const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy"];
+const PROXY_VERSIONS = ["v1", "v2"] as const;
 
 /** `id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]`, or the same as an object. */
 export function parseNode(input: string | Record<string, unknown>): NodeSpec {
@@ -191,6 +197,7 @@ export function parseNode(input: string | Record<string, unknown>): NodeSpec {
     domains: (fields.domains ?? "").split("+").filter((d) => d !== "").map(normalizeDomain),
   };
   if (fields.zone) node.zone = fields.zone;
+  if (fields.proxy) node.proxy = oneOf("node proxy", fields.proxy, PROXY_VERSIONS);
   return node;
 }
 
@@ -199,7 +206,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
   const mode = oneOf("mode", input.mode ?? DEFAULTS.mode, ["redirect", "forward"] as const);
   const phase = oneOf("phase", input.phase ?? DEFAULTS.phase, ["open", "login"] as const);
   const listenTexts = list(input.listen);
-  const listeners = (listenTexts.length > 0 ? listenTexts : [DEFAULTS.listen]).map((t) => parseListen(t, { mode, phase }));
+  const listeners = (listenTexts.length > 0 ? listenTexts : [DEFAULTS.listen]).map((t) => parseListen(t, { mode, phase, proxyProtocol: input.proxyProtocol === true }));
 
   const nodes = list(input.node).map(parseNode);
   const ids = new Set<string>();
@@ -258,6 +265,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
   };
   if (input.tlsCert !== undefined && input.tlsKey !== undefined) config.tls = { certFile: input.tlsCert, keyFile: input.tlsKey };
   if (input.backendCa !== undefined) config.backendCa = input.backendCa;
+  if (input.backendProxyProtocol !== undefined) config.backendProxyProtocol = oneOf("backend-proxy-protocol", input.backendProxyProtocol, PROXY_VERSIONS);
   if (input.metrics !== undefined) config.metrics = hostPort("metrics", input.metrics);
   if (input.zone !== undefined) config.zone = input.zone;
   return config;

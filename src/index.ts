@@ -9,6 +9,8 @@ import { Membership } from "./control/membership.js";
 import { OfferedMechanisms } from "./control/offered-mechanisms.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
+import { proxyHeader } from "./net/proxy-header.js";
+import { readProxyHeader } from "./listener/proxy-reader.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -106,8 +108,11 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       // One stream per domain the node serves: its health is the first one's; the mechanisms are learnt per domain.
       probe: async (node) => {
         const domains = node.domains.length > 0 ? node.domains : config.domains;
+        // A node that reads PROXY headers gets one on probes too (a LOCAL one): it may wait for it otherwise.
+        const version = node.proxy ?? config.backendProxyProtocol;
+        const proxy = version === undefined ? undefined : proxyHeader(version, null);
         const probes = domains.map(async (domain) => {
-          const features = await probeNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain });
+          const features = await probeNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain, proxyHeader: proxy });
           if (features !== undefined) offeredMechanisms.learn(node.id, domain, features);
         });
         const [first] = await Promise.allSettled(probes);
@@ -121,7 +126,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory });
+  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol });
 
   const domains = new Set(config.domains);
   const connections = new ClientConnections(metrics, log);
@@ -160,7 +165,16 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         maxSaslFailures: MAX_SASL_FAILURES,
       };
       const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
-        new PreAuthDialogue(connections.accept(socket, listenerConfig), settings, handoff);
+        if (!listenerConfig.proxyProtocol) return void new PreAuthDialogue(connections.accept(socket, listenerConfig), settings, handoff);
+        readProxyHeader(socket, config.loginTimeoutMs).then(
+          (header) => new PreAuthDialogue(connections.accept(socket, listenerConfig, header.addresses?.source), settings, handoff),
+          (err: Error) => {
+            // Not a client's mistake to answer in XMPP: whatever sent it is not the front this listener expects.
+            log.info({ listener: listenerConfig.name, peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, "connection without a valid PROXY header closed");
+            metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected" });
+            socket.destroy();
+          },
+        );
       });
       listeners.push(bound);
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");

@@ -16,7 +16,11 @@ export interface NodeSpec {
   zone?: string;
   /** Domains this node serves; empty means every domain the balancer serves. */
   domains: readonly string[];
+  /** The PROXY protocol header this node expects first (else --backend-proxy-protocol, else none). */
+  proxy?: ProxyVersion;
 }
+
+export type ProxyVersion = "v1" | "v2";
 
 /** Where the balancer learnt of a node: its own flags, or the store's registry. */
 export type NodeSource = "static" | "registered";

@@ -14,6 +14,8 @@ export interface ListenerConfig {
   port: number;
   mode: Mode;
   phase: Phase;
+  /** Each connection starts with a PROXY protocol header (v1 or v2) from a front: the client's real address. */
+  proxyProtocol: boolean;
 }
 
 export interface BoundListener {

@@ -1,6 +1,7 @@
-import type { Socket } from "node:net";
+import net, { type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { NodeView } from "../cluster/node.js";
+import type { NodeView, ProxyVersion } from "../cluster/node.js";
+import { proxyHeader } from "../net/proxy-header.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { UpstreamError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
@@ -48,6 +49,8 @@ export interface HandoffOptions {
   /** TCP keepalive on node sockets (0: off). */
   keepAliveMs: number;
   redirects: RedirectMemory;
+  /** PROXY protocol header version for nodes without their own `proxy=`. */
+  backendProxy?: ProxyVersion;
 }
 
 /**
@@ -67,7 +70,7 @@ export class Handoff {
   ) {}
 
   async redirect(conn: ClientConnection, login: Login): Promise<HandoffResult> {
-    const address = conn.socket.remoteAddress ?? "";
+    const address = conn.client.address;
     if (login.jid !== null && this.options.redirects.cameBack(address, login.jid)) {
       this.metrics.redirectLoops.inc();
       conn.log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
@@ -107,7 +110,7 @@ export class Handoff {
       const { node } = decision;
       let connection: NodeConnection;
       try {
-        connection = await dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal });
+        connection = await dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal, proxyHeader: this.proxyHeaderFor(node, conn) });
       } catch (err) {
         if (!(err instanceof UpstreamError)) throw err;
         if (conn.leftSignal.aborted) return this.abandoned(decision);
@@ -127,6 +130,14 @@ export class Handoff {
       }
       return this.startRelay(conn, login, decision, connection);
     }
+  }
+
+  /** The client's address for a node that reads PROXY headers: the real client, and the listener it reached. */
+  private proxyHeaderFor(node: NodeView, conn: ClientConnection): Buffer | undefined {
+    const version = node.proxy ?? this.options.backendProxy;
+    if (version === undefined) return undefined;
+    const destination = { address: conn.socket.localAddress ?? "", port: conn.socket.localPort ?? 0 };
+    return proxyHeader(version, net.isIP(conn.client.address) === 0 ? null : { source: conn.client, destination });
   }
 
   private startRelay(conn: ClientConnection, login: Login, decision: RouteDecision, connection: NodeConnection): HandoffResult {

@@ -5,6 +5,11 @@ import type { Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
 import { endThenDestroy } from "../net/linger.js";
 
+export interface ClientAddress {
+  address: string;
+  port: number;
+}
+
 /** Who reads the client now: the dialogue, the hold during a decision, or nobody (the relay reads the socket itself). */
 export interface ClientInput {
   data(chunk: Buffer): void;
@@ -41,6 +46,8 @@ export class ClientConnection {
     raw: Socket,
     readonly id: string,
     readonly listener: ListenerConfig,
+    /** The client's address: the PROXY header's source when a front sent one, else the socket's peer. */
+    readonly client: ClientAddress,
     readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
@@ -187,11 +194,13 @@ export class ClientConnections {
     private readonly log: Logger,
   ) {}
 
-  accept(raw: Socket, listener: ListenerConfig): ClientConnection {
+  /** Takes a new connection; `client` is the address a PROXY header gave, if any. */
+  accept(raw: Socket, listener: ListenerConfig, client?: ClientAddress): ClientConnection {
     this.metrics.activeConnections.inc({ listener: listener.name });
     const id = (++this.nextId).toString(36);
-    const log = this.log.child({ conn: id, client: `${raw.remoteAddress}:${raw.remotePort}`, listener: listener.name });
-    const conn = new ClientConnection(raw, id, listener, log, this.metrics);
+    const address = client ?? { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
+    const log = this.log.child({ conn: id, client: `${address.address}:${address.port}`, listener: listener.name });
+    const conn = new ClientConnection(raw, id, listener, address, log, this.metrics);
     this.open.add(conn);
     raw.once("close", () => this.open.delete(conn));
     return conn;

@@ -24,6 +24,8 @@ export interface NodeDialOptions {
   openStream: boolean;
   /** Aborts the dial (the client left): the node's socket is destroyed at once. */
   signal?: AbortSignal;
+  /** A PROXY protocol header, sent before anything else. */
+  proxyHeader?: Buffer;
 }
 
 export interface NodeConnection {
@@ -207,6 +209,7 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
   }
   const setup = async (): Promise<NodeConnection> => {
     await connected(socket, address);
+    if (opts.proxyHeader !== undefined) socket.write(opts.proxyHeader);
     const always = opts.tls === "always";
     if (!always && !opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
     const reader = new NodeStreamReader(socket, opts.maxHeaderBytes);

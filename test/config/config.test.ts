@@ -18,15 +18,19 @@ describe("configuration", () => {
     assert.deepEqual(parseNode({ id: "n2", internal: "h:1" }).external, { host: "h", port: 1 });
   });
 
-  it("parses listeners with kind, mode and phase", () => {
-    assert.deepEqual(parseListen("direct-tls://0.0.0.0:5223,mode=redirect", { mode: "forward", phase: "login" }), {
+  it("parses listeners with kind, mode, phase and PROXY protocol", () => {
+    assert.deepEqual(parseListen("direct-tls://0.0.0.0:5223,mode=redirect", { mode: "forward", phase: "login", proxyProtocol: false }), {
       name: "direct-tls://0.0.0.0:5223,mode=redirect",
       kind: "direct-tls",
       host: "0.0.0.0",
       port: 5223,
       mode: "redirect",
       phase: "login",
+      proxyProtocol: false,
     });
+    assert.equal(parseListen("0.0.0.0:5222,proxy", { mode: "forward", phase: "login", proxyProtocol: false }).proxyProtocol, true);
+    assert.equal(parseNode("id=n1,internal=h:1,proxy=v2").proxy, "v2");
+    assert.throws(() => parseNode("id=n1,internal=h:1,proxy=v3"), ConfigError);
   });
 
   it("reads repeatable values given as one env string", () => {

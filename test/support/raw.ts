@@ -30,11 +30,12 @@ export class RawXmpp {
     });
   }
 
-  static connect(port: number, host = "127.0.0.1", opts: { directTls?: boolean; maxTlsVersion?: tls.SecureVersion } = {}): Promise<RawXmpp> {
+  /** `localAddress` (plain TCP only): the loopback address to connect from (all of 127.0.0.0/8 works), to tell clients apart. */
+  static connect(port: number, host = "127.0.0.1", opts: { directTls?: boolean; maxTlsVersion?: tls.SecureVersion; localAddress?: string } = {}): Promise<RawXmpp> {
     return new Promise((resolve, reject) => {
       const socket = opts.directTls
         ? tls.connect({ host, port, ca: CA, servername: DOMAIN, ALPNProtocols: ["xmpp-client"], maxVersion: opts.maxTlsVersion }, () => resolve(new RawXmpp(socket)))
-        : net.connect({ host, port }, () => resolve(new RawXmpp(socket)));
+        : net.connect({ host, port, localAddress: opts.localAddress }, () => resolve(new RawXmpp(socket)));
       socket.once("error", reject);
     });
   }
