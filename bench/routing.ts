@@ -42,6 +42,8 @@ async function measure(kind: "memory" | "redis", strategy: StrategyName, nodeCou
   const log = createLogger("silent");
   const router = new Router(store, strategyByName(strategy), new NodeTableHolder(NodeTable.fromSpecs(specs)), { metrics: new Metrics(), storeTimeoutMs: 250 });
   const rows: string[] = [];
+  // Warm up (JIT, the Redis connection and its scripts) before anything is timed.
+  for (let i = 0; i < 1000; i++) await router.route({ jid: `warmup${i}@example.com`, domain: "example.com" }, log);
   for (const login of ["new user", "returning user"]) {
     const times = new Float64Array(USERS[kind]);
     for (let i = 0; i < USERS[kind]; i++) {
