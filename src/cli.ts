@@ -3,10 +3,10 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { DEFAULTS, resolveConfig, type ConfigInput } from "./config.js";
 import { ConfigError } from "./errors.js";
-import { createBalancer } from "./index.js";
 import { LOG_LEVELS, createLogger } from "./log.js";
 import { nodeCommands } from "./control/node-commands.js";
 import { STRATEGIES } from "./router/strategies.js";
+import { runBalancer } from "./workers/run.js";
 
 /** A wrong flag is one clear line and exit code 2, never a stack trace. */
 function usageError(message: string): never {
@@ -16,31 +16,7 @@ function usageError(message: string): never {
 
 async function serve(argv: ConfigInput): Promise<void> {
   const config = resolveConfig(argv);
-  const log = createLogger(config.logLevel);
-  const balancer = await createBalancer(config, { logger: log });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping");
-    balancer.close(config.shutdownTimeoutMs).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "error while stopping");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGHUP", () => {
-    try {
-      balancer.reloadTls();
-      log.info("TLS certificate reloaded");
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, "TLS reload failed; the previous certificate stays in use");
-    }
-  });
+  await runBalancer(config, createLogger(config.logLevel));
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -80,6 +56,7 @@ export async function main(args: string[]): Promise<void> {
           .option("max-header-bytes", { type: "number", default: DEFAULTS.maxHeaderBytes, describe: "largest stream header accepted" })
           .option("health-interval", { type: "number", default: DEFAULTS.healthIntervalSeconds, describe: "seconds between XMPP probes of each node" })
           .option("health-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
+          .option("workers", { type: "string", default: "1", describe: "processes running the data path: a number, or auto (one per core); they share the listeners, one store and one /metrics" })
           .option("shutdown-timeout", { type: "number", default: DEFAULTS.shutdownTimeoutSeconds, describe: "seconds forwarded sessions may run on after SIGTERM before they are closed" })
           .option("health-fall", { type: "number", default: DEFAULTS.healthFall, describe: "failed probes in a row that take an up node out" })
           .option("health-rise", { type: "number", default: DEFAULTS.healthRise, describe: "good probes in a row that bring a down node back" })

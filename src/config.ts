@@ -1,3 +1,4 @@
+import os from "node:os";
 import { ConfigError } from "./errors.js";
 import { parseHostPort, type HostPort } from "./cluster/address.js";
 import type { NodeSpec, ProxyVersion } from "./cluster/node.js";
@@ -47,6 +48,8 @@ export interface BalancerConfig {
   maxHeaderBytes: number;
   healthIntervalMs: number;
   healthTimeoutMs: number;
+  /** Processes running the data path (Node's cluster); 1: this process alone. */
+  workers: number;
   /** After SIGTERM, how long forwarded sessions may run on before they are closed. */
   shutdownTimeoutMs: number;
   /** Consecutive failed probes that take an up node out. */
@@ -88,6 +91,7 @@ export interface ConfigInput {
   healthTimeout?: number | string;
   healthFall?: number | string;
   shutdownTimeout?: number | string;
+  workers?: number | string;
   healthRise?: number | string;
 }
 
@@ -259,6 +263,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     maxHeaderBytes: positiveInt("max-header-bytes", input.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
     healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),
     healthTimeoutMs: seconds("health-timeout", input.healthTimeout, DEFAULTS.healthTimeoutSeconds, 0.1),
+    workers: input.workers === "auto" ? os.availableParallelism() : positiveInt("workers", input.workers, 1),
     shutdownTimeoutMs: seconds("shutdown-timeout", input.shutdownTimeout, DEFAULTS.shutdownTimeoutSeconds),
     healthFall: positiveInt("health-fall", input.healthFall, DEFAULTS.healthFall),
     healthRise: positiveInt("health-rise", input.healthRise, DEFAULTS.healthRise),

@@ -57,6 +57,8 @@ export interface Balancer {
 export interface BalancerDeps {
   logger?: Logger;
   store?: ClusterStore;
+  /** What /metrics answers, when not this process's own metrics (--workers: every worker's, summed). */
+  metricsText?: () => Promise<string>;
 }
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
@@ -180,7 +182,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");
     }
     if (config.metrics !== undefined) {
-      admin = await startAdminHttp(config.metrics, { metrics, nodes, store });
+      admin = await startAdminHttp(config.metrics, { metrics, nodes, store, metricsText: deps.metricsText });
       log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
     }
   } catch (err) {

@@ -52,6 +52,8 @@ export class Metrics {
       name: "xmpp_lb_node_up",
       help: "1 when the node takes new users (up), 0 when down or draining",
       labelNames: ["node"],
+      // With --workers each process probes on its own: the node is up if any sees it up.
+      aggregator: "max",
       registers,
     });
     this.dialFailures = new Counter({
@@ -86,6 +88,7 @@ export class Metrics {
     this.storeUp = new Gauge({
       name: "xmpp_lb_store_up",
       help: "1 while the cluster store answers; 0 while routing hashes over the last known nodes",
+      aggregator: "min",
       registers,
     });
     this.storeDuration = new Histogram({
@@ -105,6 +108,7 @@ export class Metrics {
       name: "xmpp_lb_nodes",
       help: "Nodes known, by state (up, suspect, down, draining) and source (static: --node, registered: the store)",
       labelNames: ["state", "source"],
+      aggregator: "max",
       registers,
     });
     collectDefaultMetrics({ register: registry, prefix: "xmpp_lb_" });

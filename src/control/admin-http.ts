@@ -13,7 +13,7 @@ const DRAIN = /^\/nodes\/([A-Za-z0-9._-]+)\/(drain|undrain)$/;
  * `POST /nodes/ID/drain|undrain` (through the store, so with Redis every
  * balancer instance sees it). Bind it to loopback or a private address.
  */
-export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore }): Promise<{ server: http.Server; address: HostPort }> {
+export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore; metricsText?: () => Promise<string> }): Promise<{ server: http.Server; address: HostPort }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const reply = (status: number, type: string, body: string): void => {
@@ -32,7 +32,7 @@ export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; node
     }
     if (req.method !== "GET" && req.method !== "HEAD") return reply(405, "text/plain", "method not allowed\n");
     if (path === "/metrics") {
-      deps.metrics.registry.metrics().then(
+      (deps.metricsText?.() ?? deps.metrics.registry.metrics()).then(
         (text) => reply(200, deps.metrics.registry.contentType, text),
         (err: Error) => reply(500, "text/plain", `${err.message}\n`),
       );

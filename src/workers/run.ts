@@ -1,0 +1,122 @@
+import cluster, { type Worker } from "node:cluster";
+import { AggregatorRegistry } from "prom-client";
+import type { BalancerConfig } from "../config.js";
+import { createBalancer, type Balancer } from "../index.js";
+import type { Logger } from "../log.js";
+import { IpcStore } from "./ipc-store.js";
+import { isMessage, type PrimaryMessage } from "./messages.js";
+import { serveStore } from "./store-server.js";
+
+/** How long the primary waits for workers past --shutdown-timeout before it kills them. */
+const STOP_MARGIN_MS = 5000;
+
+/**
+ * Runs the balancer as the process's job: in this process (`--workers 1`), or
+ * as the primary of `--workers N` processes, or as one of those workers.
+ * Signals: SIGTERM/SIGINT stop gracefully and exit 0; SIGHUP reloads TLS.
+ */
+export async function runBalancer(config: BalancerConfig, log: Logger): Promise<void> {
+  if (config.workers <= 1) return runSingle(config, log);
+  if (cluster.isPrimary) return runPrimary(config, log);
+  return runWorker(config, log);
+}
+
+function onSignals(log: Logger, stop: (signal: string) => void, reload: () => void): void {
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGHUP", () => {
+    try {
+      reload();
+      log.info("TLS certificate reloaded");
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "TLS reload failed; the previous certificate stays in use");
+    }
+  });
+}
+
+/** Stops once, then exits 0 (1 if stopping failed). */
+function stopper(log: Logger, close: (drainMs: number) => Promise<void>, drainMs: number): (signal: string) => void {
+  let stopping = false;
+  return (signal) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    close(drainMs).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "error while stopping");
+        process.exit(1);
+      },
+    );
+  };
+}
+
+async function runSingle(config: BalancerConfig, log: Logger): Promise<void> {
+  const balancer = await createBalancer(config, { logger: log });
+  onSignals(log, stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs), () => balancer.reloadTls());
+}
+
+/**
+ * The primary of `--workers N`: it holds the embedded store (every worker's
+ * decisions meet in it, so affinity holds across workers), serves the admin
+ * endpoint with every worker's metrics summed, and restarts a worker that dies.
+ * The workers share the listening sockets (Node's cluster, round robin).
+ */
+async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
+  const aggregator = new AggregatorRegistry();
+  const control = await createBalancer({ ...config, listeners: [] }, { logger: log.child({ role: "primary" }), metricsText: () => aggregator.clusterMetrics() });
+  const served = new Map<Worker, () => void>();
+  let stopping = false;
+  const fork = (): void => {
+    const worker = cluster.fork();
+    served.set(worker, serveStore(control.store, worker));
+  };
+  cluster.on("exit", (worker, code, signal) => {
+    served.get(worker)?.();
+    served.delete(worker);
+    if (stopping) return;
+    log.warn({ pid: worker.process.pid, code, signal }, "a worker died: starting another");
+    fork();
+  });
+  for (let i = 0; i < config.workers; i++) fork();
+  log.info({ workers: config.workers }, "workers started");
+
+  const stopAll = async (drainMs: number): Promise<void> => {
+    stopping = true;
+    const exited = [...served.keys()].map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once("exit", () => resolve()))));
+    for (const worker of served.keys()) if (worker.isConnected()) worker.send({ type: "xmpp-lb:stop", drainMs } satisfies PrimaryMessage);
+    const late = setTimeout(() => {
+      for (const worker of served.keys()) worker.process.kill("SIGKILL");
+    }, drainMs + STOP_MARGIN_MS);
+    await Promise.all(exited);
+    clearTimeout(late);
+    await control.close();
+  };
+  onSignals(log, stopper(log, stopAll, config.shutdownTimeoutMs), () => {
+    for (const worker of served.keys()) worker.process.kill("SIGHUP");
+  });
+}
+
+/** A worker of `--workers N`: the data path, asking the primary's store (or Redis directly). */
+async function runWorker(config: BalancerConfig, log: Logger): Promise<void> {
+  const store = config.store === "memory" ? new IpcStore("memory") : undefined;
+  // The admin endpoint is the primary's.
+  const balancer: Balancer = await createBalancer({ ...config, metrics: undefined }, { logger: log, store });
+  // prom-client answers the primary's metrics requests once an AggregatorRegistry exists in the worker too.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([balancer.metrics.registry]);
+  const stop = stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs);
+  process.on("message", (message: unknown) => {
+    if (isMessage<Extract<PrimaryMessage, { type: "xmpp-lb:stop" }>>(message, "xmpp-lb:stop")) stop("primary");
+  });
+  // A SIGINT from a terminal reaches every process of the group: the primary coordinates, workers wait for it.
+  process.on("SIGINT", () => {});
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGHUP", () => {
+    try {
+      balancer.reloadTls();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "TLS reload failed; the previous certificate stays in use");
+    }
+  });
+}

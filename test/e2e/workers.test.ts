@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Client } from "@xmpp/client";
+import { listeningPort, runCli, type CliRun } from "../support/cli.js";
+import { login, nodeOf, stopAll } from "../support/clients.js";
+import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
+import { freePort } from "../support/wait.js";
+
+const PASSWORD = "correct horse";
+const users = Array.from({ length: 6 }, (_, i) => `w${i}`);
+
+/** `--workers 2` through the CLI, in front of real Prosody nodes. */
+describe("--workers", () => {
+  let cluster: ProsodyCluster;
+  let run: CliRun | undefined;
+  const clients: Client[] = [];
+
+  before(async () => {
+    cluster = await startProsodyCluster({ count: 2, externalPort: 0, users: users.map((u) => [u, PASSWORD]) });
+  });
+  after(async () => {
+    await stopAll(clients);
+    run?.child.kill("SIGKILL");
+    await cluster?.stop();
+  });
+
+  it("spreads sessions over both processes, keeps an account's resources on one node, and sums /metrics", async () => {
+    const admin = await freePort();
+    const args = ["--workers", "2", "--listen", "127.0.0.1:0", "--domain", "lb.test", "--tls-cert", "examples/tls/server.pem", "--tls-key", "examples/tls/server.key", "--metrics", `127.0.0.1:${admin}`, "--shutdown-timeout", "1"];
+    for (const node of nodeFlags(cluster.nodes)) args.push("--node", node);
+    run = runCli(args);
+    const port = await listeningPort(run.child);
+    // Both workers listen on the same port: wait for the second.
+    while ((run.stdout().match(/"msg":"listening"/g) ?? []).length < 2) await new Promise((r) => setTimeout(r, 50));
+
+    for (const user of users) {
+      const [phone, laptop] = [await login({ port, username: user, password: PASSWORD, resource: "phone" }), await login({ port, username: user, password: PASSWORD, resource: "laptop" })];
+      clients.push(phone, laptop);
+      assert.equal(await nodeOf(phone), await nodeOf(laptop), `${user}'s resources were split across workers`);
+    }
+    const forwardedBy = new Set(
+      run
+        .stdout()
+        .split("\n")
+        .filter((l) => l.includes('"msg":"forwarded"'))
+        .map((l) => (JSON.parse(l) as { pid: number }).pid),
+    );
+    assert.equal(forwardedBy.size, 2, "both worker processes forwarded sessions");
+
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    assert.match(metrics, /^xmpp_lb_connections_total\{listener="127\.0\.0\.1:0",outcome="forwarded"\} 12$/m, "the primary sums both workers");
+    assert.match(metrics, /^xmpp_lb_node_up\{node="n1"\} 1$/m);
+
+    await stopAll(clients.splice(0));
+    run.child.kill("SIGTERM");
+    const { code } = await run.done;
+    assert.equal(code, 0);
+  });
+});
