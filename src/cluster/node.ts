@@ -22,8 +22,8 @@ export interface NodeSpec {
 
 export type ProxyVersion = "v1" | "v2";
 
-/** Where the balancer learnt of a node: its own flags, or the store's registry. */
-export type NodeSource = "static" | "registered";
+/** Where the balancer learnt of a node: its own flags, the store's registry, or a discovery source (DNS, a nodes file). */
+export type NodeSource = "static" | "registered" | "dns" | "file";
 
 /** A node as a membership source lists it. */
 export interface MemberNode extends NodeSpec {

@@ -13,9 +13,18 @@ const STARTUP_WAIT_MS = 3000;
  * changes, the table holder gets a new table. Also says, once per transition,
  * when the store is lost or back, and keeps the node and store gauges.
  */
+/** A membership source beside the store (DNS, a nodes file): it hands over its whole list whenever it changes. */
+export interface MembershipSource {
+  readonly name: string;
+  /** Starts following; returns a function that stops it. */
+  start(onChange: (nodes: MemberNode[]) => void): () => void;
+}
+
 export class Membership {
   readonly nodes: NodeTableHolder;
   private readonly stops: Array<() => void> = [];
+  /** Each source's last list; the table is their union (the store's first, an id listed twice keeps its first). */
+  private readonly lists = new Map<string, readonly MemberNode[]>();
 
   private constructor(
     initial: readonly MemberNode[],
@@ -23,6 +32,7 @@ export class Membership {
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
+    this.lists.set("store", initial);
     this.nodes = new NodeTableHolder(new NodeTable([]).withMembers(initial));
     this.countNodes(this.nodes.table);
     metrics.storeUp.set(store.up ? 1 : 0);
@@ -31,7 +41,7 @@ export class Membership {
         this.countNodes(table);
         this.logChanges(table, previous);
       }),
-      store.watchNodes((members) => this.nodes.update((t) => t.withMembers(members))),
+      store.watchNodes((members) => this.listed("store", members)),
       store.onStatus((up, reason) => {
         metrics.storeUp.set(up ? 1 : 0);
         if (up) log.info({ store: store.kind }, "the cluster store answers again: the session directory is used again");
@@ -53,8 +63,20 @@ export class Membership {
     return new Membership(initial, store, metrics, log);
   }
 
+  /** Follows another source of nodes for as long as the balancer runs. */
+  follow(source: MembershipSource): void {
+    this.stops.push(source.start((members) => this.listed(source.name, members)));
+  }
+
   stop(): void {
     for (const stop of this.stops.splice(0)) stop();
+  }
+
+  private listed(source: string, members: readonly MemberNode[]): void {
+    this.lists.set(source, members);
+    const seen = new Set<string>();
+    const union = [...this.lists.values()].flat().filter((m) => !seen.has(m.id) && seen.add(m.id));
+    this.nodes.update((t) => t.withMembers(union));
   }
 
   private countNodes(table: NodeTable): void {
