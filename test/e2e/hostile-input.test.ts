@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { runInNewContext } from "node:vm";
 import v8 from "node:v8";
-import type tls from "node:tls";
-import { RawXmpp, STREAM_OPEN } from "../support/raw.js";
+import tls, { connect as tlsConnect } from "node:tls";
+import { CA, RawXmpp, STREAM_OPEN } from "../support/raw.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 
 v8.setFlagsFromString("--expose-gc");
@@ -61,6 +61,25 @@ describe("hostile input", () => {
     assert.equal(c.tlsSocket!.getProtocol(), "TLSv1.2");
     assert.equal(await renegotiate(c.tlsSocket!, 1500), "refused");
     c.destroy();
+  });
+
+  it("speaks TLS 1.2 and 1.3 only, AEAD suites with forward secrecy only, in the server's order", async () => {
+    const handshake = (options: tls.ConnectionOptions): Promise<tls.TLSSocket | Error> =>
+      new Promise((resolve) => {
+        const socket = tlsConnect({ host: "127.0.0.1", port: lb.ports[1]!, ca: CA, servername: "lb.test", ...options }, () => resolve(socket));
+        socket.once("error", (err) => resolve(err));
+      });
+    assert.ok((await handshake({ minVersion: "TLSv1.1", maxVersion: "TLSv1.1" })) instanceof Error, "TLS 1.1 is refused");
+    assert.ok((await handshake({ maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA" })) instanceof Error, "CBC suites are refused");
+    // The client prefers AES-128; the server's order (AES-256 first) wins.
+    const ordered = await handshake({ maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384" });
+    assert.ok(ordered instanceof tls.TLSSocket);
+    assert.match(ordered.getCipher().name, /AES256-GCM-SHA384$/);
+    ordered.destroy();
+    const modern = await handshake({});
+    assert.ok(modern instanceof tls.TLSSocket);
+    assert.equal(modern.getProtocol(), "TLSv1.3");
+    modern.destroy();
   });
 
   it("answers NUL bytes after the header with not-well-formed at once", async () => {
