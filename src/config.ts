@@ -8,6 +8,7 @@ import { STRATEGIES, type StrategyName } from "./router/strategies.js";
 import { isSupportedMechanism, type Mechanism } from "./xmpp/sasl-identity.js";
 import { normalizeDomain } from "./xmpp/jid.js";
 import { parseRedisUrl } from "./store/redis-url.js";
+import { parseDiscoverUrl, parseDnsServer, type DiscoverySpec } from "./control/discovery/discovery-url.js";
 
 
 /** The validated configuration of one balancer: what createBalancer() takes. */
@@ -50,12 +51,26 @@ export interface BalancerConfig {
   healthTimeoutMs: number;
   /** Processes running the data path (Node's cluster); 1: this process alone. */
   workers: number;
+  /** Connection limits (0: none): in all, per client address at once and per second, in the pre-auth dialogue. */
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  maxConnectionRatePerAddress: number;
+  maxPreauthConnections: number;
+  tlsHandshakeTimeoutMs: number;
   /** After SIGTERM, how long forwarded sessions may run on before they are closed. */
   shutdownTimeoutMs: number;
   /** Consecutive failed probes that take an up node out. */
   healthFall: number;
   /** Consecutive good probes that bring a down node back. */
   healthRise: number;
+  /** Membership sources followed at run time (`--discover`): DNS A/AAAA, DNS SRV, nodes files. */
+  discovery: DiscoverySpec[];
+  /** Resolvers for DNS discovery (`--dns-server`, as setServers() takes them); empty: the system's. */
+  dnsServers: string[];
+  /** DNS is re-resolved at the record TTL, never sooner than this (SRV, which has no TTL here: at this pace); nodes files are stat()ed this often. */
+  discoverMinIntervalMs: number;
+  /** …and never later than this. */
+  discoverMaxIntervalMs: number;
 }
 
 /** Flag-shaped input, as yargs (flags, env, --config JSON) or a test gives it. */
@@ -91,8 +106,17 @@ export interface ConfigInput {
   healthTimeout?: number | string;
   healthFall?: number | string;
   shutdownTimeout?: number | string;
+  maxConnections?: number | string;
+  maxConnectionsPerAddress?: number | string;
+  maxConnectionRatePerAddress?: number | string;
+  maxPreauthConnections?: number | string;
+  tlsHandshakeTimeout?: number | string;
   workers?: number | string;
   healthRise?: number | string;
+  discover?: string | string[];
+  dnsServer?: string | string[];
+  discoverMinInterval?: number | string;
+  discoverMaxInterval?: number | string;
 }
 
 export const DEFAULTS = {
@@ -115,7 +139,14 @@ export const DEFAULTS = {
   healthTimeoutSeconds: 3,
   healthFall: 2,
   shutdownTimeoutSeconds: 30,
+  maxConnections: 0,
+  maxConnectionsPerAddress: 0,
+  maxConnectionRatePerAddress: 0,
+  maxPreauthConnections: 10_000,
+  tlsHandshakeTimeoutSeconds: 10,
   healthRise: 1,
+  discoverMinIntervalSeconds: 1,
+  discoverMaxIntervalSeconds: 30,
 };
 
 /** Repeatable values may come as arrays, or (from env) as one string separated by spaces or ';'. */
@@ -141,6 +172,13 @@ function seconds(flag: string, value: number | string | undefined, fallback: num
 function positiveInt(flag: string, value: number | string | undefined, fallback: number): number {
   const n = value === undefined ? fallback : Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${flag} must be a positive integer (got '${value}')`);
+  return n;
+}
+
+/** A limit: a whole number, 0 for none. */
+function count(flag: string, value: number | string | undefined, fallback: number): number {
+  const n = value === undefined ? fallback : Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--${flag} must be a whole number, 0 for no limit (got '${value}')`);
   return n;
 }
 
@@ -219,7 +257,19 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     ids.add(n.id);
   }
 
-  const domains = [...new Set([...list(input.domain).map(normalizeDomain), ...nodes.flatMap((n) => n.domains)])];
+  const discovery = list(input.discover).map(parseDiscoverUrl);
+  const discoverTexts = new Set<string>();
+  for (const d of discovery) {
+    if (discoverTexts.has(d.text)) throw new ConfigError(`--discover: '${d.text}' is given twice`);
+    discoverTexts.add(d.text);
+  }
+  const dnsServers = list(input.dnsServer).map(parseDnsServer);
+  const discoverMinIntervalMs = seconds("discover-min-interval", input.discoverMinInterval, DEFAULTS.discoverMinIntervalSeconds, 0.1);
+  const discoverMaxIntervalMs = seconds("discover-max-interval", input.discoverMaxInterval, DEFAULTS.discoverMaxIntervalSeconds, 0.1);
+  if (discoverMaxIntervalMs < discoverMinIntervalMs) throw new ConfigError("--discover-max-interval must not be below --discover-min-interval");
+
+  const discoveredDomains = discovery.flatMap((d) => (d.kind === "file" ? [] : d.domains));
+  const domains = [...new Set([...list(input.domain).map(normalizeDomain), ...nodes.flatMap((n) => n.domains), ...discoveredDomains])];
   if (domains.length === 0) throw new ConfigError("--domain is required: the XMPP domain(s) this cluster serves");
 
   const store = input.store ?? "memory";
@@ -264,9 +314,18 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),
     healthTimeoutMs: seconds("health-timeout", input.healthTimeout, DEFAULTS.healthTimeoutSeconds, 0.1),
     workers: input.workers === "auto" ? os.availableParallelism() : positiveInt("workers", input.workers, 1),
+    maxConnections: count("max-connections", input.maxConnections, DEFAULTS.maxConnections),
+    maxConnectionsPerAddress: count("max-connections-per-address", input.maxConnectionsPerAddress, DEFAULTS.maxConnectionsPerAddress),
+    maxConnectionRatePerAddress: count("max-connection-rate-per-address", input.maxConnectionRatePerAddress, DEFAULTS.maxConnectionRatePerAddress),
+    maxPreauthConnections: count("max-preauth-connections", input.maxPreauthConnections, DEFAULTS.maxPreauthConnections),
+    tlsHandshakeTimeoutMs: seconds("tls-handshake-timeout", input.tlsHandshakeTimeout, DEFAULTS.tlsHandshakeTimeoutSeconds, 0.1),
     shutdownTimeoutMs: seconds("shutdown-timeout", input.shutdownTimeout, DEFAULTS.shutdownTimeoutSeconds),
     healthFall: positiveInt("health-fall", input.healthFall, DEFAULTS.healthFall),
     healthRise: positiveInt("health-rise", input.healthRise, DEFAULTS.healthRise),
+    discovery,
+    dnsServers,
+    discoverMinIntervalMs,
+    discoverMaxIntervalMs,
   };
   if (input.tlsCert !== undefined && input.tlsKey !== undefined) config.tls = { certFile: input.tlsCert, keyFile: input.tlsKey };
   if (input.backendCa !== undefined) config.backendCa = input.backendCa;

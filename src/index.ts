@@ -6,10 +6,13 @@ import type { BalancerConfig } from "./config.js";
 import { startAdminHttp } from "./control/admin-http.js";
 import { NodeHealth } from "./control/health.js";
 import { Membership } from "./control/membership.js";
+import { startDiscovery } from "./control/discovery/discovery.js";
 import { OfferedMechanisms } from "./control/offered-mechanisms.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
-import { proxyHeader } from "./net/proxy-header.js";
+import type { Socket } from "node:net";
+import { proxyHeader, type ProxyAddresses } from "./net/proxy-header.js";
+import { Admission } from "./listener/admission.js";
 import { readProxyHeader } from "./listener/proxy-reader.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
 import { createLogger, type Logger } from "./log.js";
@@ -20,7 +23,7 @@ import { LINGER_MS } from "./net/linger.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
 import { Handoff } from "./session/handoff.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
-import { ClientConnections } from "./session/sessions.js";
+import { ClientConnections, type ClientAddress } from "./session/sessions.js";
 import { MemoryStore } from "./store/memory-store.js";
 import { RedisStore } from "./store/redis-store.js";
 import type { ClusterStore } from "./store/store.js";
@@ -45,6 +48,8 @@ export interface Balancer {
   readonly saslMechanisms: (domain: string) => readonly string[];
   /** Re-reads the TLS certificate and key (new connections only). */
   reloadTls(): void;
+  /** Re-reads the nodes files and re-resolves the DNS of `--discover` now (SIGHUP). */
+  rediscover(): void;
   /**
    * Stops accepting, answers clients still in the pre-auth dialogue with
    * `<system-shutdown/>`, lets forwarded sessions run for up to `drainMs`
@@ -63,6 +68,14 @@ export interface BalancerDeps {
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
 const MAX_SASL_FAILURES = 3;
+
+/** A connection's own two ends, as a PROXY header's addresses. */
+function ownAddresses(socket: Socket): ProxyAddresses {
+  return {
+    source: { address: socket.localAddress ?? "127.0.0.1", port: socket.localPort ?? 0 },
+    destination: { address: socket.remoteAddress ?? "127.0.0.1", port: socket.remotePort ?? 0 },
+  };
+}
 
 /** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
 function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
@@ -98,6 +111,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const store = deps.store ?? openStore(config, metrics);
   const membership = await Membership.start(store, config.nodes, metrics, log);
   const { nodes } = membership;
+  const discovery = await startDiscovery(config, { membership, nodes, metrics, log: log.child({ component: "discovery" }) });
   const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, storeTimeoutMs: config.storeTimeoutMs, metrics });
   const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
   const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
@@ -110,9 +124,10 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       // One stream per domain the node serves: its health is the first one's; the mechanisms are learnt per domain.
       probe: async (node) => {
         const domains = node.domains.length > 0 ? node.domains : config.domains;
-        // A node that reads PROXY headers gets one on probes too (a LOCAL one): it may wait for it otherwise.
+        // A node that reads PROXY headers gets one on probes too, naming the probe's own connection:
+        // it waits for a header otherwise, and ejabberd 23.01 mishandles LOCAL (v2) and UNKNOWN (v1) ones.
         const version = node.proxy ?? config.backendProxyProtocol;
-        const proxy = version === undefined ? undefined : proxyHeader(version, null);
+        const proxy = version === undefined ? undefined : (socket: Socket) => proxyHeader(version, ownAddresses(socket));
         const probes = domains.map(async (domain) => {
           const features = await probeNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain, proxyHeader: proxy });
           if (features !== undefined) offeredMechanisms.learn(node.id, domain, features);
@@ -131,13 +146,20 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol });
 
   const domains = new Set(config.domains);
-  const connections = new ClientConnections(metrics, log);
+  const admission = new Admission({
+    maxConnections: config.maxConnections,
+    maxPerAddress: config.maxConnectionsPerAddress,
+    maxRatePerAddress: config.maxConnectionRatePerAddress,
+    maxPreAuth: config.maxPreauthConnections,
+  });
+  const connections = new ClientConnections(metrics, log, admission, config.domains[0] ?? "localhost");
   const listeners: BoundListener[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
   const closeAll = async (drainMs = 0): Promise<void> => {
     health.stop();
     membership.stop();
     redirectMemory.close();
+    admission.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     connections.shutdown();
@@ -162,14 +184,20 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         allowPlaintext: config.allowPlaintext,
         secureContext: () => tlsHolder?.current,
         loginTimeoutMs: config.loginTimeoutMs,
+        tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
         maxPreAuthBytes: config.maxPreAuthBytes,
         maxHeaderBytes: config.maxHeaderBytes,
         maxSaslFailures: MAX_SASL_FAILURES,
       };
       const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
-        if (!listenerConfig.proxyProtocol) return void new PreAuthDialogue(connections.accept(socket, listenerConfig), settings, handoff);
+        // A connection a limit refuses gets no dialogue (accept answers it).
+        const start = (client?: ClientAddress): void => {
+          const conn = connections.accept(socket, listenerConfig, client);
+          if (conn !== null) new PreAuthDialogue(conn, settings, handoff);
+        };
+        if (!listenerConfig.proxyProtocol) return start();
         readProxyHeader(socket, config.loginTimeoutMs).then(
-          (header) => new PreAuthDialogue(connections.accept(socket, listenerConfig, header.addresses?.source), settings, handoff),
+          (header) => start(header.addresses?.source),
           (err: Error) => {
             // Not a client's mistake to answer in XMPP: whatever sent it is not the front this listener expects.
             log.info({ listener: listenerConfig.name, peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, "connection without a valid PROXY header closed");
@@ -191,7 +219,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") throw new ConfigError(`cannot listen: ${e.message}`);
     throw err;
   }
-  if (nodes.table.nodes.length === 0) log.warn("no cluster nodes are configured (--node): every login will fail");
+  if (nodes.table.nodes.length === 0 && config.discovery.length === 0) log.warn("no cluster nodes are configured (--node): every login will fail");
   health.start();
 
   return {
@@ -203,6 +231,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     health,
     saslMechanisms: (domain) => offeredMechanisms.forDomain(domain),
     reloadTls: () => tlsHolder?.reload(),
+    rediscover: () => discovery.refresh(),
     close: closeAll,
   };
 }

@@ -15,10 +15,13 @@ export class Metrics {
   readonly relayBytes: Counter<"direction">;
   readonly redirectLoops: Counter;
   readonly authFailures: Counter<"node">;
+  readonly rejected: Counter<"reason">;
   readonly storeUp: Gauge;
   readonly storeDuration: Histogram<"op">;
   readonly storeErrors: Counter<"op">;
   readonly nodes: Gauge<"state" | "source">;
+  readonly discoveryUp: Gauge<"source">;
+  readonly discoveryNodes: Gauge<"source">;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -79,6 +82,12 @@ export class Metrics {
       help: "Clients that came back within the redirect-loop window after a redirect, and were forwarded instead",
       registers,
     });
+    this.rejected = new Counter({
+      name: "xmpp_lb_rejected_total",
+      help: "Connections refused by a limit: max-connections, preauth-connections, address-connections, address-rate",
+      labelNames: ["reason"],
+      registers,
+    });
     this.authFailures = new Counter({
       name: "xmpp_lb_auth_failures_total",
       help: "Forwarded logins the node refused (its SASL <failure/>): no directory entry is kept for them",
@@ -106,8 +115,22 @@ export class Metrics {
     });
     this.nodes = new Gauge({
       name: "xmpp_lb_nodes",
-      help: "Nodes known, by state (up, suspect, down, draining) and source (static: --node, registered: the store)",
+      help: "Nodes known, by state (up, suspect, down, draining) and source (static: --node, registered: the store, dns or file: --discover)",
       labelNames: ["state", "source"],
+      aggregator: "max",
+      registers,
+    });
+    this.discoveryUp = new Gauge({
+      name: "xmpp_lb_discovery_up",
+      help: "1 while a discovery source (--discover) answers; 0 while it fails and its last known nodes stay in use",
+      labelNames: ["source"],
+      aggregator: "max",
+      registers,
+    });
+    this.discoveryNodes = new Gauge({
+      name: "xmpp_lb_discovery_nodes",
+      help: "Nodes a discovery source (--discover) lists now (its last known list while it fails)",
+      labelNames: ["source"],
       aggregator: "max",
       registers,
     });

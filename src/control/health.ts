@@ -1,6 +1,7 @@
 import type { NodeTable, NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { Logger } from "../log.js";
+import { UpstreamError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 
 const REPROBE_FIRST_MS = 1000;
@@ -31,6 +32,8 @@ export class NodeHealth {
   /** Nodes a probe has reached at least once: until then one failure is enough to take a node out. */
   private readonly confirmed = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Nodes whose last probe was refused with a stream error. */
+  private readonly refused = new Set<string>();
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -86,6 +89,7 @@ export class NodeHealth {
   private async runProbe(node: NodeView): Promise<void> {
     try {
       await this.options.probe(node);
+      this.refused.delete(node.id);
       this.failures.delete(node.id);
       const count = (this.successes.get(node.id) ?? 0) + 1;
       this.successes.set(node.id, count);
@@ -94,6 +98,13 @@ export class NodeHealth {
       if (current !== "down" || count >= this.options.rise || !this.confirmed.has(node.id)) this.setHealth(node.id, "up", "probe succeeded");
       this.confirmed.add(node.id);
     } catch (err) {
+      if (err instanceof UpstreamError && !err.nodeFault) {
+        // It answered, with a stream error (ejabberd's fail2ban banning the balancer's address): not dead.
+        this.refusing(node.id, err.message);
+        if (this.nodes.table.get(node.id)?.health === "suspect") this.setHealth(node.id, "up", "it answers (with a stream error)");
+        this.scheduleReprobe(node.id);
+        return;
+      }
       this.successes.delete(node.id);
       const count = (this.failures.get(node.id) ?? 0) + 1;
       this.failures.set(node.id, count);
@@ -103,6 +114,13 @@ export class NodeHealth {
       }
     }
     this.scheduleReprobe(node.id);
+  }
+
+  /** Said once per node until a probe succeeds again. */
+  private refusing(id: string, reason: string): void {
+    if (this.refused.has(id)) return;
+    this.refused.add(id);
+    this.log.warn({ node: id, reason, code: "XMPP_LB_NODE_REFUSED" }, "the node refuses the balancer (not marked down): check its ban list, or send it the clients' addresses with --backend-proxy-protocol");
   }
 
   private scheduleReprobe(id: string): void {

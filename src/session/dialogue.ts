@@ -24,6 +24,8 @@ export interface DialogueSettings {
   /** The current TLS context (reloadable), or undefined when the balancer has no certificate. */
   secureContext: () => tls.SecureContext | undefined;
   loginTimeoutMs: number;
+  /** A TLS handshake (STARTTLS or direct) that takes longer is cut off: a stalled one must not hold its slot for the whole login timeout. */
+  tlsHandshakeTimeoutMs: number;
   maxPreAuthBytes: number;
   maxHeaderBytes: number;
   /** SASL attempts the balancer answers itself (malformed, unknown mechanism, no node) before it gives up. */
@@ -232,6 +234,12 @@ export class PreAuthDialogue {
     const raw = this.conn.socket;
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: alpn });
     this.conn.upgraded(secure);
+    const deadline = setTimeout(() => {
+      this.conn.log.info("TLS handshake took too long");
+      this.conn.finish("rejected");
+      secure.destroy();
+    }, this.settings.tlsHandshakeTimeoutMs).unref();
+    secure.once("close", () => clearTimeout(deadline));
     secure.on("error", (err: Error) => {
       this.conn.log.info({ err: err.message }, this.secure ? "TLS error" : "TLS handshake failed");
       this.conn.finish("rejected");
@@ -239,6 +247,7 @@ export class PreAuthDialogue {
     });
     secure.once("close", () => raw.destroy());
     secure.once("secure", () => {
+      clearTimeout(deadline);
       this.secure = true;
       this.reader.restart();
       this.header = undefined;

@@ -3,7 +3,18 @@ import type { StreamErrorCondition } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import type { Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
-import { endThenDestroy } from "../net/linger.js";
+import type { Admission, Refusal } from "../listener/admission.js";
+import { LINGER_MS, endThenDestroy } from "../net/linger.js";
+import { streamErrorXml } from "../xmpp/stream-error.js";
+import { streamOpenXml } from "../xmpp/stream-header.js";
+
+/** What a refused client reads in the stream error's text. */
+const LIMIT_TEXT: Record<Refusal, string> = {
+  "max-connections": "the service is at its connection limit; try again later",
+  "preauth-connections": "too many logins are in progress; try again later",
+  "address-connections": "too many connections from your address",
+  "address-rate": "too many new connections from your address; slow down",
+};
 
 export interface ClientAddress {
   address: string;
@@ -41,6 +52,8 @@ export class ClientConnection {
   private heldBytes = 0;
   private heldEnded = false;
   private readonly left = new AbortController();
+  /** Still in the pre-auth dialogue: counted against --max-preauth-connections. */
+  private preAuth = true;
 
   constructor(
     raw: Socket,
@@ -50,6 +63,7 @@ export class ClientConnection {
     readonly client: ClientAddress,
     readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly admission: Admission,
   ) {
     this.socket = raw;
     raw.on("error", (err: Error) => this.log.debug({ err: err.message }, "client socket error"));
@@ -57,6 +71,7 @@ export class ClientConnection {
       this.left.abort();
       this.finish("abandoned"); // only if nothing else was recorded
       this.metrics.activeConnections.dec({ listener: listener.name });
+      this.admission.closed(client.address, this.preAuth);
     });
     this.listen(raw);
   }
@@ -71,6 +86,10 @@ export class ClientConnection {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
     this.metrics.connections.inc({ listener: this.listener.name, outcome });
+    if (outcome === "forwarded" || outcome === "redirected") {
+      this.preAuth = false;
+      this.admission.leftPreAuth();
+    }
   }
 
   /** The balancer ends the connection with a stream error. */
@@ -192,15 +211,26 @@ export class ClientConnections {
   constructor(
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    private readonly admission: Admission,
+    /** The domain a refusal's stream header names (the first served). */
+    private readonly domain: string,
   ) {}
 
-  /** Takes a new connection; `client` is the address a PROXY header gave, if any. */
-  accept(raw: Socket, listener: ListenerConfig, client?: ClientAddress): ClientConnection {
+  /**
+   * Takes a new connection, or refuses it (null) when a limit is reached;
+   * `client` is the address a PROXY header gave, if any.
+   */
+  accept(raw: Socket, listener: ListenerConfig, client?: ClientAddress): ClientConnection | null {
+    const address = client ?? { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
+    const refusal = this.admission.admit(address.address);
+    if (refusal !== null) {
+      this.refuse(raw, listener, address, refusal);
+      return null;
+    }
     this.metrics.activeConnections.inc({ listener: listener.name });
     const id = (++this.nextId).toString(36);
-    const address = client ?? { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
     const log = this.log.child({ conn: id, client: `${address.address}:${address.port}`, listener: listener.name });
-    const conn = new ClientConnection(raw, id, listener, address, log, this.metrics);
+    const conn = new ClientConnection(raw, id, listener, address, log, this.metrics, this.admission);
     this.open.add(conn);
     raw.once("close", () => this.open.delete(conn));
     return conn;
@@ -208,6 +238,22 @@ export class ClientConnections {
 
   get size(): number {
     return this.open.size;
+  }
+
+  /**
+   * A limit says no: on a STARTTLS listener the client reads why (the
+   * balancer's stream header and <policy-violation/>, RFC 6120 4.9.3.14);
+   * before a TLS handshake nothing can be said, the connection is closed.
+   * Logged at debug: a flood must not flood the log.
+   */
+  private refuse(raw: Socket, listener: ListenerConfig, client: ClientAddress, reason: Refusal): void {
+    this.metrics.rejected.inc({ reason });
+    this.metrics.connections.inc({ listener: listener.name, outcome: "rejected" });
+    this.log.debug({ client: `${client.address}:${client.port}`, listener: listener.name, reason }, "connection refused by a limit");
+    raw.on("error", () => {});
+    if (listener.kind !== "starttls") return void raw.destroy();
+    const xml = streamOpenXml({ from: this.domain, id: "refused" }) + streamErrorXml("policy-violation", LIMIT_TEXT[reason]);
+    endThenDestroy(raw, LINGER_MS.rejected, xml);
   }
 
   /** Asks each connection to stop: a dialogue answers <system-shutdown/>, a relayed session is left to drain. */

@@ -24,8 +24,8 @@ export interface NodeDialOptions {
   openStream: boolean;
   /** Aborts the dial (the client left): the node's socket is destroyed at once. */
   signal?: AbortSignal;
-  /** A PROXY protocol header, sent before anything else. */
-  proxyHeader?: Buffer;
+  /** A PROXY protocol header, sent before anything else; a function gets the connected socket (a probe names its own addresses). */
+  proxyHeader?: Buffer | ((socket: net.Socket) => Buffer);
 }
 
 export interface NodeConnection {
@@ -77,13 +77,14 @@ class NodeStreamReader {
 
   attach(socket: net.Socket): void {
     this.socket = socket;
-    socket.on("data", this.onData).on("close", this.onClose).on("error", this.onError);
+    // The socket is half-open capable: the node's FIN ('end') already means it will say no more.
+    socket.on("data", this.onData).on("end", this.onClose).on("close", this.onClose).on("error", this.onError);
   }
 
   /** Stops reading from the socket; bytes that arrive later stay in the socket for its next owner. */
   detach(): void {
     this.socket?.pause();
-    this.socket?.off("data", this.onData).off("close", this.onClose).off("error", this.onError);
+    this.socket?.off("data", this.onData).off("end", this.onClose).off("close", this.onClose).off("error", this.onError);
     this.socket = null;
   }
 
@@ -209,7 +210,7 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
   }
   const setup = async (): Promise<NodeConnection> => {
     await connected(socket, address);
-    if (opts.proxyHeader !== undefined) socket.write(opts.proxyHeader);
+    if (opts.proxyHeader !== undefined) socket.write(typeof opts.proxyHeader === "function" ? opts.proxyHeader(socket) : opts.proxyHeader);
     const always = opts.tls === "always";
     if (!always && !opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
     const reader = new NodeStreamReader(socket, opts.maxHeaderBytes);

@@ -13,7 +13,7 @@ const STOP_MARGIN_MS = 5000;
 /**
  * Runs the balancer as the process's job: in this process (`--workers 1`), or
  * as the primary of `--workers N` processes, or as one of those workers.
- * Signals: SIGTERM/SIGINT stop gracefully and exit 0; SIGHUP reloads TLS.
+ * Signals: SIGTERM/SIGINT stop gracefully and exit 0; SIGHUP reloads TLS (and re-reads --discover sources).
  */
 export async function runBalancer(config: BalancerConfig, log: Logger): Promise<void> {
   if (config.workers <= 1) return runSingle(config, log);
@@ -21,10 +21,11 @@ export async function runBalancer(config: BalancerConfig, log: Logger): Promise<
   return runWorker(config, log);
 }
 
-function onSignals(log: Logger, stop: (signal: string) => void, reload: () => void): void {
+function onSignals(log: Logger, stop: (signal: string) => void, reload: () => void, rediscover: () => void = () => {}): void {
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGHUP", () => {
+    rediscover();
     try {
       reload();
       log.info("TLS certificate reloaded");
@@ -53,7 +54,7 @@ function stopper(log: Logger, close: (drainMs: number) => Promise<void>, drainMs
 
 async function runSingle(config: BalancerConfig, log: Logger): Promise<void> {
   const balancer = await createBalancer(config, { logger: log });
-  onSignals(log, stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs), () => balancer.reloadTls());
+  onSignals(log, stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs), () => balancer.reloadTls(), () => balancer.rediscover());
 }
 
 /**
@@ -92,9 +93,14 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
     clearTimeout(late);
     await control.close();
   };
-  onSignals(log, stopper(log, stopAll, config.shutdownTimeoutMs), () => {
-    for (const worker of served.keys()) worker.process.kill("SIGHUP");
-  });
+  onSignals(
+    log,
+    stopper(log, stopAll, config.shutdownTimeoutMs),
+    () => {
+      for (const worker of served.keys()) worker.process.kill("SIGHUP");
+    },
+    () => control.rediscover(),
+  );
 }
 
 /** A worker of `--workers N`: the data path, asking the primary's store (or Redis directly). */
@@ -113,6 +119,7 @@ async function runWorker(config: BalancerConfig, log: Logger): Promise<void> {
   process.on("SIGINT", () => {});
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGHUP", () => {
+    balancer.rediscover();
     try {
       balancer.reloadTls();
     } catch (err) {
