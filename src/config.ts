@@ -205,7 +205,7 @@ export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; 
   return listener;
 }
 
-const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy"];
+const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy", "maxconn"];
 const PROXY_VERSIONS = ["v1", "v2"] as const;
 
 /** `id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]`, or the same as an object. */
@@ -240,6 +240,7 @@ export function parseNode(input: string | Record<string, unknown>): NodeSpec {
   };
   if (fields.zone) node.zone = fields.zone;
   if (fields.proxy) node.proxy = oneOf("node proxy", fields.proxy, PROXY_VERSIONS);
+  if (fields.maxconn !== undefined) node.maxconn = positiveInt(`node ${id} maxconn`, fields.maxconn, 0);
   return node;
 }
 

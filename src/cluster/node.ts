@@ -18,6 +18,8 @@ export interface NodeSpec {
   domains: readonly string[];
   /** The PROXY protocol header this node expects first (else --backend-proxy-protocol, else none). */
   proxy?: ProxyVersion;
+  /** Sessions the node takes at most (counted as least-conn counts them); a full node gets no new users. */
+  maxconn?: number;
 }
 
 export type ProxyVersion = "v1" | "v2";

@@ -116,9 +116,13 @@ export class Router {
     const kept = keeper(owner);
     if (kept !== undefined) return decision(kept, "directory");
 
-    const candidates = this.candidates(table, req);
-    if (candidates.length === 0) return this.panic(table, req, owner, decision);
-    const loads = this.strategy.needsLoads ? await this.store.loads() : new Map<string, number>();
+    const available = this.candidates(table, req);
+    if (available.length === 0) return this.panic(table, req, owner, decision);
+    const capped = available.some((n) => n.maxconn !== undefined);
+    const loads = this.strategy.needsLoads || capped ? await this.store.loads() : NO_LOADS;
+    // A full node (maxconn=) takes no new user; its own users, above, still reach it.
+    const candidates = capped ? available.filter((n) => n.maxconn === undefined || (loads.get(n.id) ?? 0) < n.maxconn) : available;
+    if (candidates.length === 0) return null;
     const chosen = this.strategy.pick(candidates, req.jid ?? randomUUID(), loads);
     if (req.jid === null) return decision(chosen, "strategy");
 

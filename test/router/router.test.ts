@@ -115,6 +115,19 @@ describe("Router", () => {
     assert.equal(await store.lookup("b@lb.test"), null, "a panic choice is not recorded");
   });
 
+  it("sends no new user to a node at its maxconn, and none at all when every node is full", async () => {
+    const { store, router } = setup([spec("n1", { maxconn: 2 }), spec("n2", { maxconn: 3 })]);
+    for (let i = 0; i < 5; i++) {
+      const d = await router.route({ jid: `cap${i}@lb.test`, domain: "lb.test" }, log);
+      assert.ok(d !== null, `user ${i} found a node`);
+      await store.connectionOpened(`cap${i}@lb.test`, d.node.id);
+    }
+    const loads = await store.loads();
+    assert.deepEqual([loads.get("n1"), loads.get("n2")], [2, 3]);
+    assert.equal(await router.route({ jid: "cap5@lb.test", domain: "lb.test" }, log), null);
+    assert.equal((await router.route({ jid: "cap0@lb.test", domain: "lb.test" }, log))?.via, "directory", "a full node's own users still reach it");
+  });
+
   it("answers null when no node may be dialed: all drained or excluded", async () => {
     const { router, nodes } = setup([spec("n1"), spec("n2")]);
     nodes.setHealth("n1", "down");

@@ -9,6 +9,18 @@ import { rmSync } from "node:fs";
 export const liveChildren = new Set<ChildProcess>();
 export const liveDirs = new Set<string>();
 
+/** Tracks a server process for the exit clean-up; resolves once it has exited. */
+export function tracked(child: ChildProcess): Promise<void> {
+  hookExit();
+  liveChildren.add(child);
+  return new Promise((resolve) => {
+    child.once("exit", () => {
+      liveChildren.delete(child);
+      resolve();
+    });
+  });
+}
+
 let exitHooked = false;
 export function hookExit(): void {
   if (exitHooked) return;

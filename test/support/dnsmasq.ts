@@ -10,7 +10,7 @@
 // unknown *.test names NXDOMAIN instead of "no upstream" refusals. The process
 // is the test's own, killed when the test process exits (children.ts).
 
-import { hookExit, liveChildren, liveDirs } from "./children.js";
+import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort, sleep } from "./wait.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -103,16 +103,11 @@ class Server implements Dnsmasq {
     ];
     const child = spawn(DNSMASQ, args, { cwd: this.dir, stdio: ["ignore", out, out] });
     closeSync(out);
-    liveChildren.add(child);
     this.child = child;
     let gone = false;
-    this.exited = new Promise((resolve) => {
-      child.once("exit", () => {
-        gone = true;
-        liveChildren.delete(child);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
+    this.exited = tracked(child).then(() => {
+      gone = true;
+      if (this.child === child) this.child = null;
     });
     child.once("error", () => {});
     const r = this.resolver();

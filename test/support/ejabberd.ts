@@ -29,7 +29,7 @@
 // A node is ready in ~1.5 s alone; two at once, with their accounts, take
 // 3-4 s on a 2-CPU machine.
 
-import { hookExit, liveChildren, liveDirs } from "./children.js";
+import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort, sleep } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -343,16 +343,11 @@ class Node implements EjabberdNode {
     ];
     const child = spawn(ERL, args, { cwd: this.dir, env: this.env(), stdio: ["ignore", out, out] });
     closeSync(out);
-    liveChildren.add(child);
     this.child = child;
     let gone = false;
-    this.exited = new Promise((resolve) => {
-      child.once("exit", () => {
-        gone = true;
-        liveChildren.delete(child);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
+    this.exited = tracked(child).then(() => {
+      gone = true;
+      if (this.child === child) this.child = null;
     });
     child.once("error", () => {}); // ENOENT etc. surfaces as an early exit below
 

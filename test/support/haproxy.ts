@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { hookExit, liveChildren } from "./children.js";
+import { tracked } from "./children.js";
 import { waitFor } from "./wait.js";
 
 const HAPROXY = process.env.HAPROXY_BIN ?? "/usr/sbin/haproxy";
@@ -20,7 +20,6 @@ export interface HaproxyRun {
  * `readyPort` on 127.0.0.1 accepts connections.
  */
 export async function startHaproxy(config: string, readyPort: number): Promise<HaproxyRun> {
-  hookExit();
   const dir = await mkdtemp(path.join(os.tmpdir(), "xmpp-lb-haproxy-"));
   const file = path.join(dir, "haproxy.cfg");
   await writeFile(
@@ -28,11 +27,10 @@ export async function startHaproxy(config: string, readyPort: number): Promise<H
     `global\n  log stdout format raw local0\n\ndefaults\n  mode tcp\n  log global\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n${config}\n`,
   );
   const child: ChildProcess = spawn(HAPROXY, ["-f", file, "-db"], { stdio: ["ignore", "pipe", "pipe"] });
-  liveChildren.add(child);
   let output = "";
   child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => (liveChildren.delete(child), resolve())));
+  const exited = tracked(child);
   const accepts = (): Promise<boolean> =>
     new Promise((resolve) => {
       const s = net.connect(readyPort, "127.0.0.1", () => (s.destroy(), resolve(true)));

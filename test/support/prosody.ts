@@ -9,7 +9,7 @@
 // and names itself "n<i>" in disco#info (Prosody's global `name` option,
 // read by mod_disco), which is how tests learn where a client landed.
 
-import { hookExit, liveChildren, liveDirs } from "./children.js";
+import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
@@ -202,16 +202,11 @@ class Node implements ProsodyNode {
     const out = openSync(this.consoleFile, "a");
     const child = spawn(PROSODY, ["--config", this.configFile], { cwd: this.dir, stdio: ["ignore", out, out] });
     closeSync(out);
-    liveChildren.add(child);
     this.child = child;
     let gone = false;
-    this.exited = new Promise((resolve) => {
-      child.once("exit", () => {
-        gone = true;
-        liveChildren.delete(child);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
+    this.exited = tracked(child).then(() => {
+      gone = true;
+      if (this.child === child) this.child = null;
     });
     child.once("error", () => {}); // ENOENT etc. surfaces as an early exit below
 

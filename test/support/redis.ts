@@ -3,7 +3,7 @@
 // temp dir, no persistence, and a free port, so a system Redis on 6379 does
 // not matter; every process is killed when the test process exits.
 
-import { hookExit, liveChildren, liveDirs } from "./children.js";
+import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -79,16 +79,11 @@ class Server implements RedisServer {
     if (this.child) throw new Error(`redis-server on ${this.port} is already running`);
     const args = ["--port", String(this.port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", this.dir, "--daemonize", "no", "--loglevel", "warning", "--logfile", path.join(this.dir, "redis.log"), ...this.extraArgs];
     const child = spawn(REDIS_SERVER, args, { stdio: "ignore" });
-    liveChildren.add(child);
     this.child = child;
     let gone = false;
-    this.exited = new Promise((resolve) => {
-      child.once("exit", () => {
-        gone = true;
-        liveChildren.delete(child);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
+    this.exited = tracked(child).then(() => {
+      gone = true;
+      if (this.child === child) this.child = null;
     });
     child.once("error", () => {}); // ENOENT surfaces as an early exit below
     const deadline = Date.now() + 10_000;
