@@ -57,6 +57,10 @@ export interface BalancerConfig {
   maxConnectionRatePerAddress: number;
   maxPreauthConnections: number;
   tlsHandshakeTimeoutMs: number;
+  /** Failed logins (the node's SASL failure) per client address and per JID within the window, before logins are refused (0: no limit). */
+  maxAuthFailuresPerAddress: number;
+  maxAuthFailuresPerJid: number;
+  authFailureWindowMs: number;
   /** After SIGTERM, how long forwarded sessions may run on before they are closed. */
   shutdownTimeoutMs: number;
   /** Consecutive failed probes that take an up node out. */
@@ -111,6 +115,9 @@ export interface ConfigInput {
   maxConnectionRatePerAddress?: number | string;
   maxPreauthConnections?: number | string;
   tlsHandshakeTimeout?: number | string;
+  maxAuthFailuresPerAddress?: number | string;
+  maxAuthFailuresPerJid?: number | string;
+  authFailureWindow?: number | string;
   workers?: number | string;
   healthRise?: number | string;
   discover?: string | string[];
@@ -144,6 +151,9 @@ export const DEFAULTS = {
   maxConnectionRatePerAddress: 0,
   maxPreauthConnections: 10_000,
   tlsHandshakeTimeoutSeconds: 10,
+  maxAuthFailuresPerAddress: 0,
+  maxAuthFailuresPerJid: 0,
+  authFailureWindowSeconds: 300,
   healthRise: 1,
   discoverMinIntervalSeconds: 1,
   discoverMaxIntervalSeconds: 30,
@@ -319,6 +329,9 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     maxConnectionsPerAddress: count("max-connections-per-address", input.maxConnectionsPerAddress, DEFAULTS.maxConnectionsPerAddress),
     maxConnectionRatePerAddress: count("max-connection-rate-per-address", input.maxConnectionRatePerAddress, DEFAULTS.maxConnectionRatePerAddress),
     maxPreauthConnections: count("max-preauth-connections", input.maxPreauthConnections, DEFAULTS.maxPreauthConnections),
+    maxAuthFailuresPerAddress: count("max-auth-failures-per-address", input.maxAuthFailuresPerAddress, DEFAULTS.maxAuthFailuresPerAddress),
+    maxAuthFailuresPerJid: count("max-auth-failures-per-jid", input.maxAuthFailuresPerJid, DEFAULTS.maxAuthFailuresPerJid),
+    authFailureWindowMs: seconds("auth-failure-window", input.authFailureWindow, DEFAULTS.authFailureWindowSeconds, 1),
     tlsHandshakeTimeoutMs: seconds("tls-handshake-timeout", input.tlsHandshakeTimeout, DEFAULTS.tlsHandshakeTimeoutSeconds, 0.1),
     shutdownTimeoutMs: seconds("shutdown-timeout", input.shutdownTimeout, DEFAULTS.shutdownTimeoutSeconds),
     healthFall: positiveInt("health-fall", input.healthFall, DEFAULTS.healthFall),

@@ -21,6 +21,7 @@ import { Router } from "./router/router.js";
 import { strategyByName } from "./router/strategies.js";
 import { LINGER_MS } from "./net/linger.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
+import { AuthFailures } from "./session/auth-failures.js";
 import { Handoff } from "./session/handoff.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
 import { ClientConnections, type ClientAddress } from "./session/sessions.js";
@@ -143,7 +144,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol });
+  const authFailures = new AuthFailures({ perAddress: config.maxAuthFailuresPerAddress, perJid: config.maxAuthFailuresPerJid, windowMs: config.authFailureWindowMs });
+  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, authFailures });
 
   const domains = new Set(config.domains);
   const admission = new Admission({
@@ -160,6 +162,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     membership.stop();
     redirectMemory.close();
     admission.close();
+    authFailures.close();
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     connections.shutdown();
@@ -185,6 +188,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         secureContext: () => tlsHolder?.current,
         loginTimeoutMs: config.loginTimeoutMs,
         tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+        authFailures,
         maxPreAuthBytes: config.maxPreAuthBytes,
         maxHeaderBytes: config.maxHeaderBytes,
         maxSaslFailures: MAX_SASL_FAILURES,

@@ -12,6 +12,7 @@ import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-id
 import { saslFailureXml, streamErrorXml } from "../xmpp/stream-error.js";
 import { readStreamHeader, streamOpenXml, type StreamHeader } from "../xmpp/stream-header.js";
 import { StreamReader, type StreamEvent } from "../xmpp/stream-reader.js";
+import type { AuthFailures } from "./auth-failures.js";
 import type { Handoff, Login } from "./handoff.js";
 import type { ClientConnection } from "./sessions.js";
 
@@ -30,6 +31,8 @@ export interface DialogueSettings {
   maxHeaderBytes: number;
   /** SASL attempts the balancer answers itself (malformed, unknown mechanism, no node) before it gives up. */
   maxSaslFailures: number;
+  /** Failed logins per client address and JID: past the limits, a login is refused before any node sees it. */
+  authFailures: AuthFailures;
 }
 
 type State = "header" | "features" | "sasl-response" | "deciding" | "done";
@@ -260,6 +263,11 @@ export class PreAuthDialogue {
   }
 
   private async decide(login: Login): Promise<void> {
+    const throttled = this.settings.authFailures.blocked(this.conn.client.address, login.jid);
+    if (throttled !== null) {
+      this.conn.countRefusal(throttled);
+      return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
+    }
     this.state = "deciding";
     // Bytes already read past the decisive element stay in the reader until the node is known.
     const unread = this.reader.takeRest();

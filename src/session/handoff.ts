@@ -12,6 +12,7 @@ import { relay } from "../upstream/relay.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import { NodeAdvice } from "./node-advice.js";
+import type { AuthFailures } from "./auth-failures.js";
 import type { RedirectMemory } from "./redirect-memory.js";
 import type { ClientConnection } from "./sessions.js";
 
@@ -51,6 +52,8 @@ export interface HandoffOptions {
   redirects: RedirectMemory;
   /** PROXY protocol header version for nodes without their own `proxy=`. */
   backendProxy?: ProxyVersion;
+  /** Where the nodes' refusals are counted, per client address and JID. */
+  authFailures: AuthFailures;
 }
 
 /**
@@ -156,7 +159,7 @@ export class Handoff {
     const client = conn.handOver();
     if (connection.leftover.length > 0) client.write(connection.leftover);
     upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
-    this.watchLogin(upstream, decision, conn);
+    this.watchLogin(upstream, decision, conn, login.jid);
     this.metrics.forwardedActive.inc({ node: node.id });
     relay(client, upstream, (stats) => {
       this.metrics.forwardedActive.dec({ node: node.id });
@@ -174,12 +177,13 @@ export class Handoff {
    * node's SASL verdict is read from what it sends the client (beside the
    * relay, which forwards it untouched), until its `<success/>`.
    */
-  private watchLogin(upstream: Socket, decision: RouteDecision, conn: ClientConnection): void {
+  private watchLogin(upstream: Socket, decision: RouteDecision, conn: ClientConnection, jid: string | null): void {
     const scanner = new SaslOutcomeScanner();
     const onData = (chunk: Buffer): void => {
       const outcome = scanner.push(chunk);
       if (outcome === "failure") {
         this.metrics.authFailures.inc({ node: decision.node.id });
+        this.options.authFailures.record(conn.client.address, jid);
         decision.lease.refused();
       } else if (outcome === "success") {
         upstream.off("data", onData).off("close", onClose);

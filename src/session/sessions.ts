@@ -92,6 +92,11 @@ export class ClientConnection {
     }
   }
 
+  /** A limit refused this connection's login (counted beside the connection limits). */
+  countRefusal(reason: string): void {
+    this.metrics.rejected.inc({ reason });
+  }
+
   /** The balancer ends the connection with a stream error. */
   rejected(condition: StreamErrorCondition): void {
     this.metrics.streamErrors.inc({ condition });

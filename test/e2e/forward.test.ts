@@ -154,6 +154,26 @@ describe("forward mode", () => {
     assert.notEqual(await lb.balancer.store.lookup("dave@lb.test"), null);
   });
 
+  it("refuses logins from an address, and for an account, past their failed-login limits", async () => {
+    const lb = await balancer({ saslMechanisms: ["PLAIN"], maxAuthFailuresPerAddress: 3, maxAuthFailuresPerJid: 2 });
+    const attempt = async (from: string, user: string, password: string): Promise<string> => {
+      const c = await RawXmpp.connect(lb.port, "127.0.0.1", { localAddress: from });
+      await c.secureStream();
+      c.send(plainAuth(user, password));
+      const text = await c.until(/<success|<failure|<stream:error>/);
+      c.destroy();
+      return text;
+    };
+    for (let i = 0; i < 3; i++) assert.match(await attempt("127.0.0.30", `ghost${i}`, "wrong"), /<failure/);
+    assert.match(await attempt("127.0.0.30", "alice", PASSWORD), /<policy-violation/, "the address is refused, even with the right password");
+    assert.match(await attempt("127.0.0.31", "alice", PASSWORD), /<success/, "another address is not");
+    for (const from of ["127.0.0.32", "127.0.0.33"]) assert.match(await attempt(from, "bob", "wrong"), /<failure/);
+    assert.match(await attempt("127.0.0.34", "bob", PASSWORD), /<policy-violation/, "the account is refused from anywhere");
+    const rejected = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_rejected_total");
+    assert.match(rejected, /reason="auth-failures-address"} 1/);
+    assert.match(rejected, /reason="auth-failures-jid"} 1/);
+  });
+
   it("tries the next node when the JID's node refuses the dial, and marks it down", async () => {
     const lb = await balancer({ healthInterval: 600 });
     const first = await connect(lb, "erin");
