@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { ConfigError } from "./errors.js";
 import { parseHostPort, type HostPort } from "./cluster/address.js";
@@ -173,7 +174,7 @@ function oneOf<T extends string>(flag: string, value: string, allowed: readonly 
   return value as T;
 }
 
-function seconds(flag: string, value: number | string | undefined, fallback: number, min = 0): number {
+export function seconds(flag: string, value: number | string | undefined, fallback: number, min = 0): number {
   const n = value === undefined ? fallback : Number(value);
   if (!Number.isFinite(n) || n < min) throw new ConfigError(`--${flag} must be a number of seconds >= ${min} (got '${value}')`);
   return Math.round(n * 1000);
@@ -252,6 +253,15 @@ export function parseNode(input: string | Record<string, unknown>): NodeSpec {
   if (fields.proxy) node.proxy = oneOf("node proxy", fields.proxy, PROXY_VERSIONS);
   if (fields.maxconn !== undefined) node.maxconn = positiveInt(`node ${id} maxconn`, fields.maxconn, 0);
   return node;
+}
+
+/** The CA bundle node certificates are verified against (--backend-ca), read at start. */
+export function readBackendCa(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(`cannot read --backend-ca: ${(err as Error).message}`);
+  }
 }
 
 /** Validates flag-shaped input into a BalancerConfig; throws ConfigError with one clear sentence. */

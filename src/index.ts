@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { HostPort } from "./cluster/address.js";
 import type { NodeTableHolder } from "./cluster/node-table-holder.js";
-import type { BalancerConfig } from "./config.js";
+import { readBackendCa, type BalancerConfig } from "./config.js";
 import { startAdminHttp } from "./control/admin-http.js";
 import { NodeHealth } from "./control/health.js";
 import { Membership } from "./control/membership.js";
@@ -100,14 +99,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const log = deps.logger ?? createLogger(config.logLevel);
   const metrics = new Metrics();
   const tlsHolder = config.tls === undefined ? undefined : new TlsContextHolder(config.tls);
-  let backendCa: Buffer | undefined;
-  if (config.backendCa !== undefined) {
-    try {
-      backendCa = readFileSync(config.backendCa);
-    } catch (err) {
-      throw new ConfigError(`cannot read --backend-ca: ${(err as Error).message}`);
-    }
-  }
+  const backendCa = config.backendCa === undefined ? undefined : readBackendCa(config.backendCa);
 
   const store = deps.store ?? openStore(config, metrics);
   const membership = await Membership.start(store, config.nodes, metrics, log);

@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
 import type { Argv, CommandModule } from "yargs";
-import { DEFAULTS, parseNode } from "../config.js";
+import { DEFAULTS, parseNode, readBackendCa, seconds } from "../config.js";
 import { ConfigError } from "../errors.js";
 import { LOG_LEVELS, createLogger, type LogLevel } from "../log.js";
 import { RedisRegistry } from "../store/redis-registry.js";
@@ -48,19 +47,6 @@ async function withRegistry<T>(args: StoreArgs, action: (registry: RedisRegistry
   }
 }
 
-function positiveSecondsToMs(flag: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`--${flag} must be a number of seconds > 0 (got '${value}')`);
-  return Math.round(value * 1000);
-}
-
-function readCa(file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new ConfigError(`cannot read --backend-ca: ${(err as Error).message}`);
-  }
-}
-
 /** Validates every flag before anything connects, then heartbeats until SIGTERM or SIGINT, which deregister and exit 0. */
 function register(args: RegisterArgs): void {
   // The node flags are --node's keys: parseNode validates them the same way.
@@ -68,12 +54,12 @@ function register(args: RegisterArgs): void {
   const spec = parseNode(Object.fromEntries(Object.entries({ id, internal, external, weight, zone, domains }).filter(([, v]) => v !== undefined)));
   const domain = args.probeDomain ?? spec.domains[0];
   if (domain === undefined) throw new ConfigError("--probe-domain (or --domains) is required: the domain the probe opens its XMPP stream to");
-  const ttlMs = positiveSecondsToMs("ttl", args.ttl);
+  const ttlMs = seconds("ttl", args.ttl, args.ttl, 0.001);
   const probeOptions = {
     domain,
     tls: args.backendTls ? ("always" as const) : ("when-required" as const),
-    ca: args.backendCa === undefined ? undefined : readCa(args.backendCa),
-    timeoutMs: positiveSecondsToMs("probe-timeout", args.probeTimeout),
+    ca: args.backendCa === undefined ? undefined : readBackendCa(args.backendCa),
+    timeoutMs: seconds("probe-timeout", args.probeTimeout, args.probeTimeout, 0.001),
     maxHeaderBytes: DEFAULTS.maxHeaderBytes,
   };
   const registry = openRegistry(args);

@@ -21,9 +21,10 @@ export async function runBalancer(config: BalancerConfig, log: Logger): Promise<
   return runWorker(config, log);
 }
 
-function onSignals(log: Logger, stop: (signal: string) => void, reload: () => void, rediscover: () => void = () => {}): void {
+/** `sigint: false`: a worker, which a terminal's SIGINT reaches with its whole group; the primary coordinates, the worker waits for it. */
+function onSignals(log: Logger, stop: (signal: string) => void, reload: () => void, rediscover: () => void = () => {}, sigint = true): void {
   process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGINT", () => (sigint ? stop("SIGINT") : undefined));
   process.on("SIGHUP", () => {
     rediscover();
     try {
@@ -115,15 +116,5 @@ async function runWorker(config: BalancerConfig, log: Logger): Promise<void> {
   process.on("message", (message: unknown) => {
     if (isMessage<Extract<PrimaryMessage, { type: "xmpp-lb:stop" }>>(message, "xmpp-lb:stop")) stop("primary");
   });
-  // A SIGINT from a terminal reaches every process of the group: the primary coordinates, workers wait for it.
-  process.on("SIGINT", () => {});
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGHUP", () => {
-    balancer.rediscover();
-    try {
-      balancer.reloadTls();
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, "TLS reload failed; the previous certificate stays in use");
-    }
-  });
+  onSignals(log, stop, () => balancer.reloadTls(), () => balancer.rediscover(), false);
 }
