@@ -10,6 +10,8 @@ import { isSupportedMechanism, type Mechanism } from "./xmpp/sasl-identity.js";
 import { normalizeDomain } from "./xmpp/jid.js";
 import { parseRedisUrl } from "./store/redis-url.js";
 import { parseDiscoverUrl, parseDnsServer, type DiscoverySpec } from "./control/discovery/discovery-url.js";
+import { TLS_VERSIONS, type ClientTlsConfig } from "./listener/tls-context.js";
+import { parseTrafficLimit, type TrafficLimit } from "./upstream/traffic-limit.js";
 
 
 /** The validated configuration of one balancer: what createBalancer() takes. */
@@ -17,7 +19,8 @@ export interface BalancerConfig {
   listeners: ListenerConfig[];
   /** Domains served: a stream `to` outside them gets `<host-unknown/>`. */
   domains: string[];
-  tls?: { certFile: string; keyFile: string };
+  /** Client-facing TLS: one or more certificate chains (ECDSA and RSA side by side), ciphers, lowest version. */
+  tls?: ClientTlsConfig;
   allowPlaintext: boolean;
   nodes: NodeSpec[];
   /** `memory` (embedded, one instance) or a Redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://). */
@@ -58,6 +61,8 @@ export interface BalancerConfig {
   maxConnectionRatePerAddress: number;
   maxPreauthConnections: number;
   tlsHandshakeTimeoutMs: number;
+  /** Bytes a forwarded client may send per minute and per connection, and what happens beyond (`--traffic-limit`); none by default. */
+  trafficLimit?: TrafficLimit;
   /** Failed logins (the node's SASL failure) per client address and per JID within the window, before logins are refused (0: no limit). */
   maxAuthFailuresPerAddress: number;
   maxAuthFailuresPerJid: number;
@@ -84,8 +89,11 @@ export interface ConfigInput {
   mode?: string;
   phase?: string;
   domain?: string | string[];
-  tlsCert?: string;
-  tlsKey?: string;
+  tlsCert?: string | string[];
+  tlsKey?: string | string[];
+  tlsCiphers?: string;
+  tlsMinVersion?: string;
+  trafficLimit?: string;
   allowPlaintext?: boolean;
   node?: Array<string | Record<string, unknown>> | string | Record<string, unknown>;
   store?: string;
@@ -152,6 +160,7 @@ export const DEFAULTS = {
   maxConnectionRatePerAddress: 0,
   maxPreauthConnections: 10_000,
   tlsHandshakeTimeoutSeconds: 10,
+  tlsMinVersion: "TLSv1.2" as const,
   maxAuthFailuresPerAddress: 0,
   maxAuthFailuresPerJid: 0,
   authFailureWindowSeconds: 300,
@@ -302,14 +311,16 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     if (!isSupportedMechanism(m)) throw new ConfigError(`--sasl-mechanisms: '${m}' is not supported (PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512, ANONYMOUS)`);
   }
 
-  if ((input.tlsCert === undefined) !== (input.tlsKey === undefined)) {
-    throw new ConfigError("--tls-cert and --tls-key go together");
+  const certFiles = list(input.tlsCert);
+  const keyFiles = list(input.tlsKey);
+  if (certFiles.length !== keyFiles.length) {
+    throw new ConfigError("--tls-cert and --tls-key go together: one --tls-key for each --tls-cert, in the same order");
   }
   const allowPlaintext = input.allowPlaintext === true;
-  if (input.tlsCert === undefined && !allowPlaintext) {
+  if (certFiles.length === 0 && !allowPlaintext) {
     throw new ConfigError("--tls-cert and --tls-key are required (or --allow-plaintext, for a test bed only)");
   }
-  if (input.tlsCert === undefined && listeners.some((l) => l.kind === "direct-tls")) {
+  if (certFiles.length === 0 && listeners.some((l) => l.kind === "direct-tls")) {
     throw new ConfigError("a direct-tls:// listener needs --tls-cert and --tls-key");
   }
 
@@ -351,7 +362,14 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     discoverMinIntervalMs,
     discoverMaxIntervalMs,
   };
-  if (input.tlsCert !== undefined && input.tlsKey !== undefined) config.tls = { certFile: input.tlsCert, keyFile: input.tlsKey };
+  if (certFiles.length > 0) {
+    config.tls = {
+      certificates: certFiles.map((certFile, i) => ({ certFile, keyFile: keyFiles[i]! })),
+      minVersion: oneOf("tls-min-version", input.tlsMinVersion ?? DEFAULTS.tlsMinVersion, TLS_VERSIONS),
+    };
+    if (input.tlsCiphers !== undefined && input.tlsCiphers.trim() !== "") config.tls.ciphers = input.tlsCiphers.trim();
+  }
+  if (input.trafficLimit !== undefined && input.trafficLimit !== "") config.trafficLimit = parseTrafficLimit(input.trafficLimit);
   if (input.backendCa !== undefined) config.backendCa = input.backendCa;
   if (input.backendProxyProtocol !== undefined) config.backendProxyProtocol = oneOf("backend-proxy-protocol", input.backendProxyProtocol, PROXY_VERSIONS);
   if (input.metrics !== undefined) config.metrics = hostPort("metrics", input.metrics);

@@ -137,7 +137,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
   const authFailures = new AuthFailures({ perAddress: config.maxAuthFailuresPerAddress, perJid: config.maxAuthFailuresPerJid, windowMs: config.authFailureWindowMs });
-  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, authFailures });
+  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, authFailures, trafficLimit: config.trafficLimit });
 
   const domains = new Set(config.domains);
   const admission = new Admission({

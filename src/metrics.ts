@@ -16,6 +16,7 @@ export class Metrics {
   readonly redirectLoops: Counter;
   readonly authFailures: Counter<"node">;
   readonly rejected: Counter<"reason">;
+  readonly trafficLimited: Counter<"action">;
   readonly storeUp: Gauge;
   readonly storeDuration: Histogram<"op">;
   readonly storeErrors: Counter<"op">;
@@ -86,6 +87,12 @@ export class Metrics {
       name: "xmpp_lb_rejected_total",
       help: "Connections refused by a limit: max-connections, preauth-connections, address-connections, address-rate",
       labelNames: ["reason"],
+      registers,
+    });
+    this.trafficLimited = new Counter({
+      name: "xmpp_lb_traffic_limited_total",
+      help: "Forwarded clients over --traffic-limit: disconnect (closed), throttle (each pause of reading)",
+      labelNames: ["action"],
       registers,
     });
     this.authFailures = new Counter({

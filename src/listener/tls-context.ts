@@ -16,18 +16,44 @@ export const DEFAULT_TLS12_CIPHERS = [
   "ECDHE-ECDSA-AES128-GCM-SHA256",
   "ECDHE-RSA-AES128-GCM-SHA256",
 ].join(":");
-const TLS13_SUITES = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+export const TLS13_SUITES = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+export const TLS_VERSIONS = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+/** One certificate chain and its key; several (say ECDSA and RSA) may be served side by side. */
+export interface CertificateFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+export interface ClientTlsConfig {
+  certificates: CertificateFiles[];
+  /** OpenSSL cipher string (`--tls-ciphers`); TLS 1.3 suites (TLS_*) may be named in it too. */
+  ciphers?: string;
+  minVersion: TlsVersion;
+}
+
+/**
+ * The cipher string given to OpenSSL: the user's, or ours. A list naming no
+ * TLS 1.3 suite keeps ours for 1.3, since OpenSSL would otherwise be left with
+ * none and every TLS 1.3 handshake would fail.
+ */
+export function cipherString(ciphers: string | undefined): string {
+  if (ciphers === undefined) return `${TLS13_SUITES}:${DEFAULT_TLS12_CIPHERS}`;
+  return ciphers.split(":").some((c) => c.startsWith("TLS_")) ? ciphers : `${TLS13_SUITES}:${ciphers}`;
+}
 
 /**
  * The client-facing TLS context: TLS 1.2 and up with the suites above in the
  * server's order, no renegotiation (a client could otherwise make the balancer
- * do handshakes at will on one connection), reloadable (SIGHUP) without
- * touching open connections.
+ * do handshakes at will on one connection), one chain per key type (OpenSSL
+ * picks the one the client's signature algorithms allow), reloadable (SIGHUP)
+ * without touching open connections.
  */
 export class TlsContextHolder {
   private context: tls.SecureContext;
 
-  constructor(private readonly files: { certFile: string; keyFile: string }) {
+  constructor(private readonly config: ClientTlsConfig) {
     this.context = this.load();
   }
 
@@ -35,31 +61,40 @@ export class TlsContextHolder {
     return this.context;
   }
 
-  /** Re-reads the certificate and key; the old context stays in use if they are unreadable. */
+  /** Re-reads the certificates and keys; the old context stays in use if they are unreadable. */
   reload(): void {
     this.context = this.load();
   }
 
   private load(): tls.SecureContext {
-    let cert: Buffer;
-    let key: Buffer;
+    const pairs = this.config.certificates.map((files) => {
+      try {
+        return { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+      } catch (err) {
+        throw new ConfigError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
+      }
+    });
+    const [first, ...more] = pairs;
     try {
-      cert = readFileSync(this.files.certFile);
-      key = readFileSync(this.files.keyFile);
-    } catch (err) {
-      throw new ConfigError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
-    }
-    try {
-      return tls.createSecureContext({
-        cert,
-        key,
-        minVersion: "TLSv1.2",
-        ciphers: `${TLS13_SUITES}:${DEFAULT_TLS12_CIPHERS}`,
+      const context = tls.createSecureContext({
+        cert: first!.cert,
+        key: first!.key,
+        minVersion: this.config.minVersion,
+        ciphers: cipherString(this.config.ciphers),
         honorCipherOrder: true,
         secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
       });
+      // createSecureContext() given arrays sets every chain, then every key,
+      // and OpenSSL then checks each key against the last chain: the pairs
+      // must go in one at a time, chain first.
+      const native = (context as unknown as { context: { setCert(c: Buffer): void; setKey(k: Buffer): void } }).context;
+      for (const pair of more) {
+        native.setCert(pair.cert);
+        native.setKey(pair.key);
+      }
+      return context;
     } catch (err) {
-      throw new ConfigError(`the TLS certificate or key is not usable: ${(err as Error).message}`);
+      throw new ConfigError(`the TLS certificate, key or settings are not usable: ${(err as Error).message}`);
     }
   }
 }

@@ -8,7 +8,8 @@ import type { Metrics } from "../metrics.js";
 import { LINGER_MS } from "../net/linger.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
-import { relay } from "../upstream/relay.js";
+import { relay, type ClientTrafficLimit } from "../upstream/relay.js";
+import type { TrafficLimit } from "../upstream/traffic-limit.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import { NodeAdvice } from "./node-advice.js";
@@ -54,6 +55,8 @@ export interface HandoffOptions {
   backendProxy?: ProxyVersion;
   /** Where the nodes' refusals are counted, per client address and JID. */
   authFailures: AuthFailures;
+  /** What a forwarded client may send (`--traffic-limit`); none when absent. */
+  trafficLimit?: TrafficLimit;
 }
 
 /**
@@ -167,9 +170,22 @@ export class Handoff {
       this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
       decision.lease.closed();
       conn.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
-    });
+    }, this.trafficLimitFor(conn));
     conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
     return { outcome: "forwarded", node };
+  }
+
+  private trafficLimitFor(conn: ClientConnection): ClientTrafficLimit | undefined {
+    const limit = this.options.trafficLimit;
+    if (limit === undefined) return undefined;
+    return {
+      limit,
+      onLimited: (action, pauseMs) => {
+        this.metrics.trafficLimited.inc({ action });
+        if (action === "disconnect") conn.log.info({ limit: limit.text }, "client over its traffic limit: disconnected");
+        else conn.log.debug({ limit: limit.text, pauseMs }, "client over its traffic limit: reading paused");
+      },
+    };
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
+import { TrafficMeter, type TrafficLimit } from "./traffic-limit.js";
 
 export interface RelayStats {
   /** Bytes from the client to the node. */
@@ -24,12 +25,53 @@ function pump(from: Socket, to: Socket): void {
   else from.on("end", () => to.end());
 }
 
+/** A traffic limit on what the client sends, and who hears when it bites. */
+export interface ClientTrafficLimit {
+  limit: TrafficLimit;
+  /** `disconnect`: the connection is being closed; `throttle`: reading pauses for `pauseMs`. */
+  onLimited(action: "disconnect" | "throttle", pauseMs: number): void;
+}
+
+/**
+ * The client-to-node direction under a traffic limit: each chunk is counted,
+ * and reading pauses while either the node is full (backpressure) or the
+ * client is over its rate; the other pump stays the plain one above, so a
+ * relay without a limit pays nothing for it.
+ */
+function limitedPump(from: Socket, to: Socket, traffic: ClientTrafficLimit, disconnect: () => void): void {
+  const meter = new TrafficMeter(traffic.limit);
+  let full = false;
+  let timer: NodeJS.Timeout | undefined;
+  const resume = (): void => {
+    if (!full && timer === undefined) from.resume();
+  };
+  from.on("data", (chunk: Buffer) => {
+    const verdict = meter.take(chunk.length);
+    if (verdict < 0) {
+      traffic.onLimited("disconnect", 0);
+      disconnect();
+      return;
+    }
+    if (!to.write(chunk)) (full = true), from.pause();
+    if (verdict > 0) {
+      traffic.onLimited("throttle", verdict);
+      from.pause();
+      timer = setTimeout(() => ((timer = undefined), resume()), verdict);
+    }
+  });
+  to.on("drain", () => ((full = false), resume()));
+  from.once("close", () => clearTimeout(timer));
+  if (from.readableEnded) to.end();
+  else from.on("end", () => to.end());
+}
+
 /**
  * Relays bytes both ways between a client and a node until both sides are
  * closed; an error or reset on either side tears down both. `onClose` runs
- * once, with the byte counts.
+ * once, with the byte counts. With a traffic limit, what the client sends is
+ * metered (see limitedPump).
  */
-export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats) => void): void {
+export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats) => void, traffic?: ClientTrafficLimit): void {
   const clientBase = client.bytesWritten;
   const nodeBase = node.bytesWritten;
   let open = 2;
@@ -40,7 +82,8 @@ export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats)
     client.destroy();
     node.destroy();
   };
-  pump(client, node);
+  if (traffic === undefined) pump(client, node);
+  else limitedPump(client, node, traffic, fail);
   pump(node, client);
   // When one side is gone, the other may flush what it has, then it goes too.
   client.on("error", fail).once("close", () => (endThenDestroy(node, LINGER_MS.relay), closed()));
