@@ -112,27 +112,37 @@ export class Router {
     };
     const decision = (node: NodeView, via: RouteDecision["via"]): RouteDecision => ({ node, via, lease: new DirectoryLease(this.store, req.jid, node.id, log) });
 
-    const owner = req.jid === null ? null : await this.store.lookup(req.jid);
-    const kept = keeper(owner);
-    if (kept !== undefined) return decision(kept, "directory");
-
     const available = this.candidates(table, req);
-    if (available.length === 0) return this.panic(table, req, owner, decision);
     const capped = available.some((n) => n.maxconn !== undefined);
-    const loads = this.strategy.needsLoads || capped ? await this.store.loads() : NO_LOADS;
-    // A full node (maxconn=) takes no new user; its own users, above, still reach it.
+    const loads = available.length > 0 && (this.strategy.needsLoads || capped) ? await this.store.loads() : NO_LOADS;
+    // A full node (maxconn=) takes no new user; its own users, below, still reach it.
     const candidates = capped ? available.filter((n) => n.maxconn === undefined || (loads.get(n.id) ?? 0) < n.maxconn) : available;
-    if (candidates.length === 0) return null;
-    const chosen = this.strategy.pick(candidates, req.jid ?? randomUUID(), loads);
-    if (req.jid === null) return decision(chosen, "strategy");
+    if (req.jid === null) {
+      if (candidates.length > 0) return decision(this.strategy.pick(candidates, randomUUID(), loads), "strategy");
+      return available.length === 0 ? this.panic(table, req, null, decision) : null;
+    }
 
-    // Record the choice; a concurrent login of the same JID may have won the race.
+    if (candidates.length === 0) {
+      // No node takes a new user: only the JID's own node can take this login.
+      const owner = await this.store.lookup(req.jid);
+      const kept = keeper(owner);
+      if (kept !== undefined) return decision(kept, "directory");
+      return available.length === 0 ? this.panic(table, req, owner, decision) : null;
+    }
+
+    // One round trip for a new user and a returning one: the claim keeps an
+    // owner that still keeps users, or records the strategy's choice.
+    const chosen = this.strategy.pick(candidates, req.jid, loads);
     const stale = [...(req.exclude ?? []), ...table.nodes.filter((n) => !table.keepsUsers(n.id)).map((n) => n.id)];
-    if (owner !== null) stale.push(owner);
-    const winner = await this.store.claim(req.jid, chosen.id, stale);
-    if (winner === chosen.id) return decision(chosen, "strategy");
-    const other = keeper(winner);
-    return other !== undefined ? decision(other, "directory") : decision(chosen, "strategy");
+    let claim = await this.store.claim(req.jid, chosen.id, stale);
+    if (!claim.wrote && keeper(claim.owner) === undefined) {
+      // The owner is a node this table does not know (removed) or one that
+      // does not serve this domain: replace it, at the cost of a second trip.
+      claim = await this.store.claim(req.jid, chosen.id, [...stale, claim.owner]);
+    }
+    if (claim.wrote) return decision(chosen, "strategy");
+    const kept = keeper(claim.owner);
+    return kept !== undefined ? decision(kept, "directory") : decision(chosen, "strategy");
   }
 
   private candidates(table: NodeTable, req: RouteRequest): NodeView[] {

@@ -1,5 +1,5 @@
 import type { NodeSpec } from "../cluster/node.js";
-import type { ClusterStore, StoreOptions, StoredNode } from "./store.js";
+import type { Claim, ClusterStore, StoreOptions, StoredNode } from "./store.js";
 
 interface DirectoryEntry {
   node: string;
@@ -76,17 +76,18 @@ export class MemoryStore implements ClusterStore {
     return this.live(jid)?.node ?? null;
   }
 
-  async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string> {
+  async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     const entry = this.live(jid);
     if (entry === undefined) {
       this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityGraceMs, unconfirmed: true });
-      return nodeId;
+      return { owner: nodeId, wrote: true };
     }
     if (entry.node !== nodeId && replace.includes(entry.node)) {
       entry.node = nodeId;
       entry.unconfirmed = true;
+      return { owner: nodeId, wrote: true };
     }
-    return entry.node;
+    return { owner: entry.node, wrote: false };
   }
 
   async release(jid: string, nodeId: string): Promise<void> {

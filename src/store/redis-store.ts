@@ -9,7 +9,7 @@ import { ClusterLoads } from "./redis-loads.js";
 import { NodeWatch } from "./redis-node-watch.js";
 import { mergeNodes, readNodes, setDrained, type NodeRegistryContext } from "./redis-nodes.js";
 import { parseRedisUrl } from "./redis-url.js";
-import type { ClusterStore, StoredNode, StoreOptions } from "./store.js";
+import type { Claim, ClusterStore, StoredNode, StoreOptions } from "./store.js";
 
 export interface RedisStoreOptions extends StoreOptions {
   /** Key prefix (default `xmpp-lb:`): several balancer clusters can share one Redis. */
@@ -99,10 +99,10 @@ export class RedisStore implements ClusterStore {
     return this.connection.run("lookup", (c) => c.get(this.keys.jid(jid)));
   }
 
-  async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string> {
+  async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     const [owner, wrote] = await this.connection.run("claim", (c) => c.xmppLbClaim(this.keys.jid(jid), nodeId, this.entryTtlMs, ...replace));
     if (wrote === 1) this.leases.claimed(jid, nodeId);
-    return owner;
+    return { owner, wrote: wrote === 1 };
   }
 
   /** Deletes only this instance's own unconfirmed claim, while no connection of the JID is open here. */

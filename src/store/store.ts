@@ -37,9 +37,10 @@ export interface ClusterStore {
   /**
    * Atomically makes `nodeId` the owner of `jid` unless another node owns it
    * already and is not listed in `replace` (stale owners: down or draining).
-   * Returns the owner after the call.
+   * Returns the owner after the call, and whether this call wrote it. One
+   * round trip serves a new user (written) and a returning one (its owner).
    */
-  claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string>;
+  claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim>;
   /**
    * The node refused this login (wrong password...): forget the claim if it
    * still names nodeId and no open connection holds it. Only an entry that
@@ -63,6 +64,13 @@ export interface ClusterStore {
   drain(nodeId: string): Promise<void>;
   undrain(nodeId: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What claim() found or wrote. */
+export interface Claim {
+  owner: string;
+  /** This call made `owner` the JID's node (a new user, or a stale owner replaced). */
+  wrote: boolean;
 }
 
 export interface StoreOptions {

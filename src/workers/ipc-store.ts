@@ -1,5 +1,5 @@
 import { StoreError } from "../errors.js";
-import type { ClusterStore, StoredNode } from "../store/store.js";
+import type { Claim, ClusterStore, StoredNode } from "../store/store.js";
 import { isMessage, type PrimaryMessage, type StoreOp } from "./messages.js";
 
 type Answer = Extract<PrimaryMessage, { type: "xmpp-lb:store-answer" }>;
@@ -66,7 +66,7 @@ export class IpcStore implements ClusterStore {
   lookup(jid: string): Promise<string | null> {
     return this.call("lookup", jid);
   }
-  claim(jid: string, nodeId: string, replace: readonly string[]): Promise<string> {
+  claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     return this.call("claim", jid, nodeId, replace);
   }
   release(jid: string, nodeId: string): Promise<void> {

@@ -47,6 +47,31 @@ describe("Router", () => {
     assert.equal(await store.lookup("bob@lb.test"), "n2");
   });
 
+  it("asks the store once per login, for a new user and a returning one alike", async () => {
+    const { store, router } = setup([spec("n1"), spec("n2"), spec("n3")]);
+    const calls: string[] = [];
+    for (const op of ["lookup", "claim"] as const) {
+      const real = store[op].bind(store) as (...a: never[]) => Promise<unknown>;
+      (store as unknown as Record<string, unknown>)[op] = (...a: never[]) => (calls.push(op), real(...a));
+    }
+    const fresh = await router.route({ jid: "new@lb.test", domain: "lb.test" }, log);
+    assert.equal(fresh!.via, "strategy");
+    assert.deepEqual(calls, ["claim"]);
+    calls.length = 0;
+    const again = await router.route({ jid: "new@lb.test", domain: "lb.test" }, log);
+    assert.equal(again!.node.id, fresh!.node.id);
+    assert.equal(again!.via, "directory");
+    assert.deepEqual(calls, ["claim"]);
+  });
+
+  it("replaces an owner the node table no longer knows", async () => {
+    const { store, router } = setup([spec("n1"), spec("n2")]);
+    await store.claim("orphan@lb.test", "gone", []);
+    const moved = await router.route({ jid: "orphan@lb.test", domain: "lb.test" }, log);
+    assert.equal(moved!.via, "strategy");
+    assert.equal(await store.lookup("orphan@lb.test"), moved!.node.id);
+  });
+
   it("never sends a new user to a draining node, and skips excluded nodes", async () => {
     const { router, nodes } = setup([spec("n1"), spec("n2"), spec("n3")]);
     nodes.update((t) => t.withDraining("n1", true));

@@ -10,7 +10,7 @@ describe("MemoryStore session directory", () => {
   after(() => store.close());
 
   it("keeps a JID on its node while a connection is open, then for the grace period", async () => {
-    assert.equal(await store.claim("a@lb.test", "n1", []), "n1");
+    assert.equal((await store.claim("a@lb.test", "n1", [])).owner, "n1");
     await store.connectionOpened("a@lb.test", "n1");
     now += 3_600_000;
     assert.equal(await store.lookup("a@lb.test"), "n1", "held while open, however long");
@@ -22,9 +22,10 @@ describe("MemoryStore session directory", () => {
   });
 
   it("claims atomically: an owner stays unless it is stale", async () => {
-    assert.equal(await store.claim("b@lb.test", "n1", []), "n1");
-    assert.equal(await store.claim("b@lb.test", "n2", []), "n1");
-    assert.equal(await store.claim("b@lb.test", "n2", ["n1"]), "n2");
+    assert.deepEqual(await store.claim("b@lb.test", "n1", []), { owner: "n1", wrote: true });
+    assert.deepEqual(await store.claim("b@lb.test", "n2", []), { owner: "n1", wrote: false });
+    assert.deepEqual(await store.claim("b@lb.test", "n1", []), { owner: "n1", wrote: false }, "the owner claiming again writes nothing");
+    assert.deepEqual(await store.claim("b@lb.test", "n2", ["n1"]), { owner: "n2", wrote: true });
   });
 
   it("counts load: open connections plus redirects within the grace period", async () => {
@@ -48,11 +49,11 @@ describe("MemoryStore release", () => {
   it("forgets a refused login's claim, so a flood of wrong passwords leaves nothing behind", async () => {
     for (let i = 0; i < 1000; i++) {
       const jid = `nobody${i}@lb.test`;
-      assert.equal(await store.claim(jid, "n1", []), "n1");
+      assert.equal((await store.claim(jid, "n1", [])).owner, "n1");
       await store.release(jid, "n1");
       assert.equal(await store.lookup(jid), null);
     }
-    assert.equal(await store.claim("nobody0@lb.test", "n2", []), "n2", "no entry left to win the claim");
+    assert.equal((await store.claim("nobody0@lb.test", "n2", [])).owner, "n2", "no entry left to win the claim");
   });
 
   it("keeps an entry a connection or a redirect confirmed, or that names another node", async () => {

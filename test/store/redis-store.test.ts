@@ -127,18 +127,19 @@ for (const { name, start } of backends) {
       const jids = Array.from({ length: 50 }, (_, i) => `race${i}@lb.test`);
       await Promise.all(
         jids.map(async (jid) => {
-          const owners = await Promise.all([a.claim(jid, "n1", []), b.claim(jid, "n2", []), a.claim(jid, "n3", []), b.claim(jid, "n1", [])]);
+          const owners = await Promise.all([a.claim(jid, "n1", []), b.claim(jid, "n2", []), a.claim(jid, "n3", []), b.claim(jid, "n1", [])].map(async (c) => (await c).owner));
           assert.equal(new Set(owners).size, 1, `${jid}: ${owners.join(" ")}`);
           assert.equal(await b.lookup(jid), owners[0]);
         }),
       );
-      assert.equal(await a.claim("race0@lb.test", "n9", ["n1", "n2", "n3"]), "n9", "a stale owner is replaced");
+      assert.deepEqual(await a.claim("race0@lb.test", "n9", ["n1", "n2", "n3"]), { owner: "n9", wrote: true }, "a stale owner is replaced");
+      assert.deepEqual(await b.claim("race0@lb.test", "n1", []), { owner: "n9", wrote: false }, "a live owner is kept, and nothing written");
     });
 
     it("keeps a lease while a connection is open, and lets it go a grace period after the last close", async () => {
       const a = await t.store();
       const b = await t.store();
-      assert.equal(await a.claim("lease@lb.test", "n1", []), "n1");
+      assert.equal((await a.claim("lease@lb.test", "n1", [])).owner, "n1");
       await a.connectionOpened("lease@lb.test", "n1");
       await sleep(GRACE_MS * 2.5);
       assert.equal(await b.lookup("lease@lb.test"), "n1", "renewed past the grace period while open");
@@ -307,7 +308,7 @@ describe("RedisStore when Redis fails", () => {
     }
     await waitFor("up again", () => a.up);
     assert.deepEqual(statuses, [false, true]);
-    assert.equal(await a.claim("after-stop@lb.test", "n1", []), "n1");
+    assert.equal((await a.claim("after-stop@lb.test", "n1", [])).owner, "n1");
     assert.ok(observed.includes("claim false true") && observed.includes("claim true true"), "the metrics hook hears failures and successes");
   });
 
@@ -324,7 +325,7 @@ describe("RedisStore when Redis fails", () => {
     await server.restart(); // empty: no persistence
     await waitFor("up again", () => a.up, 5000);
     assert.deepEqual(statuses, [false, true]);
-    assert.equal(await a.claim("after-restart@lb.test", "n1", []), "n1");
+    assert.equal((await a.claim("after-restart@lb.test", "n1", [])).owner, "n1");
     await waitFor("the open connection's lease written again", async () => (await a.lookup("kept@lb.test")) === "n2", GRACE_MS);
   });
 
