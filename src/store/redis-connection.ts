@@ -131,7 +131,8 @@ export class RedisConnection {
       if (from === channel) onMessage(message);
     });
     // The first SUBSCRIBE waits in the offline queue until connected; ioredis resubscribes after a reconnect.
-    subscriber.subscribe(channel).catch(() => {});
+    // "ready" may come before the SUBSCRIBE is in place: what changed in between is read once it is.
+    subscriber.subscribe(channel).then(onConnected, () => {});
     this.subscriber = subscriber;
   }
 
