@@ -62,6 +62,8 @@ export class PreAuthDialogue {
   /** What this connection's features offered (the nodes' support may change meanwhile). */
   private offered: readonly Mechanism[] = [];
   private streamId = newStreamId();
+  /** Between STARTTLS (or a direct-TLS accept) and the end of the handshake. */
+  private handshaking = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -237,6 +239,7 @@ export class PreAuthDialogue {
     const raw = this.conn.socket;
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: alpn });
     this.conn.upgraded(secure);
+    this.handshaking = true;
     const deadline = setTimeout(() => {
       this.conn.log.info("TLS handshake took too long");
       this.conn.finish("rejected");
@@ -251,6 +254,7 @@ export class PreAuthDialogue {
     secure.once("close", () => raw.destroy());
     secure.once("secure", () => {
       clearTimeout(deadline);
+      this.handshaking = false;
       this.secure = true;
       this.reader.restart();
       this.header = undefined;
@@ -341,7 +345,9 @@ export class PreAuthDialogue {
   private closeWith(xml: string): void {
     this.state = "done";
     clearTimeout(this.timer);
-    this.conn.close(LINGER_MS.rejected, xml);
+    // Mid-handshake nothing can be said, and no FIN goes out: close at once rather than linger.
+    if (this.handshaking) this.conn.destroy();
+    else this.conn.close(LINGER_MS.rejected, xml);
   }
 
   /** Ends the connection with the stream error that fits `err` (client mistakes are not logged as errors). */

@@ -90,5 +90,17 @@ describe("connection limits", () => {
     await c.closed;
     assert.ok(Date.now() - started < 2000);
   });
-});
 
+  it("closes a connection stalled in its TLS handshake at the login timeout, without lingering, when that comes first", async () => {
+    const lb = await start({ tlsHandshakeTimeout: 30, loginTimeout: 0.5 });
+    const c = await connect(lb);
+    c.send(STREAM_OPEN);
+    await c.until(/<\/stream:features>/);
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    await c.until(/<proceed/);
+    const started = Date.now();
+    await c.closed;
+    // Nothing can be said mid-handshake: no 2 s linger for a stream error nobody can read.
+    assert.ok(Date.now() - started < 1500, `closed after ${Date.now() - started} ms`);
+  });
+});
