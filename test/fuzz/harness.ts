@@ -57,8 +57,19 @@ export function makeCase(seed: number, index: number): FuzzCase {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const STREAM_ERROR = /<stream:error><([a-z-]+)/;
-/** The node's SASL verdict (the balancer itself never says success, not-authorized or a challenge): the login was handed over. */
-const FORWARDED = /<(success|challenge) xmlns='urn:ietf:params:xml:ns:xmpp-sasl'|<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized\/>/;
+/**
+ * Whether the node answered the login, so the connection was handed over and
+ * is the node's business: the balancer itself never sends success, a
+ * challenge or not-authorized, and its own failures' texts are its own
+ * (lower-case, "the SASL payload is not base64"...), where a node's differ.
+ */
+function forwarded(received: string): boolean {
+  if (/<(success|challenge) xmlns='urn:ietf:params:xml:ns:xmpp-sasl'|<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized\/>/.test(received)) return true;
+  for (const m of received.matchAll(/<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>(?:<[a-z-]+\/>)(?:<text[^>]*>([^<]*)<\/text>)?/g)) {
+    if (!/^(the |a |mechanism |no cluster node)/.test(m[1] ?? "the")) return true;
+  }
+  return false;
+}
 
 /** One connection: the stage's unmutated setup, the mutated input in its pieces, then what the balancer does. */
 export async function runCase(c: FuzzCase, target: Target): Promise<Outcome> {
@@ -90,7 +101,7 @@ export async function runCase(c: FuzzCase, target: Target): Promise<Outcome> {
   const elapsed = performance.now() - sent;
   if (!closed) {
     socket.destroy();
-    return outcome(FORWARDED.test(received) ? "forwarded" : "hang", elapsed);
+    return outcome(forwarded(received) ? "forwarded" : "hang", elapsed);
   }
   return outcome(STREAM_ERROR.test(received) ? "stream-error" : "closed", elapsed);
 }
