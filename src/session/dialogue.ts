@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import tls from "node:tls";
+import type { Socket } from "node:net";
 import type { Element } from "@xmpp/xml";
 import { SaslError, StreamError } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
@@ -62,6 +63,12 @@ export class PreAuthDialogue {
   /** What this connection's features offered (the nodes' support may change meanwhile). */
   private offered: readonly Mechanism[] = [];
   private streamId = newStreamId();
+  /** The socket whose close ends the dialogue (the first one: a TLS socket closes with it). */
+  private readonly closedSocket: Socket;
+  private readonly onClosed = (): void => {
+    clearTimeout(this.timer);
+    this.state = "done";
+  };
   /** Between STARTTLS (or a direct-TLS accept) and the end of the handshake. */
   private handshaking = false;
   private readonly timer: NodeJS.Timeout;
@@ -73,10 +80,8 @@ export class PreAuthDialogue {
   ) {
     this.reader = new StreamReader({ maxHeaderBytes: settings.maxHeaderBytes, maxTagBytes: Math.min(MAX_TAG_BYTES, settings.maxPreAuthBytes), childElements: false });
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
-    conn.socket.once("close", () => {
-      clearTimeout(this.timer);
-      this.state = "done";
-    });
+    this.closedSocket = conn.socket;
+    this.closedSocket.once("close", this.onClosed);
     conn.onShutdown(() => this.fail(new StreamError("system-shutdown", "the service is shutting down")));
     if (settings.listener.kind === "direct-tls") this.upgradeToTls();
     else conn.readWith(this.input);
@@ -236,24 +241,9 @@ export class PreAuthDialogue {
     }
     // XEP-0368: direct TLS speaks ALPN xmpp-client; after STARTTLS no ALPN is expected.
     const alpn = this.settings.listener.kind === "direct-tls" ? ["xmpp-client"] : undefined;
-    const raw = this.conn.socket;
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: alpn });
-    this.conn.upgraded(secure);
+    const secure = serverTls(this.conn, context, alpn, this.settings.tlsHandshakeTimeoutMs);
     this.handshaking = true;
-    const deadline = setTimeout(() => {
-      this.conn.log.info("TLS handshake took too long");
-      this.conn.finish("rejected");
-      secure.destroy();
-    }, this.settings.tlsHandshakeTimeoutMs).unref();
-    secure.once("close", () => clearTimeout(deadline));
-    secure.on("error", (err: Error) => {
-      this.conn.log.info({ err: err.message }, this.secure ? "TLS error" : "TLS handshake failed");
-      this.conn.finish("rejected");
-      secure.destroy();
-    });
-    secure.once("close", () => raw.destroy());
     secure.once("secure", () => {
-      clearTimeout(deadline);
       this.handshaking = false;
       this.secure = true;
       this.reader.restart();
@@ -289,6 +279,8 @@ export class PreAuthDialogue {
       }
       this.state = "done";
       clearTimeout(this.timer);
+      // The connection is the relay's (or closing after a redirect): nothing may keep this dialogue, its reader and parser alive.
+      this.closedSocket.off("close", this.onClosed);
     } catch (err) {
       this.conn.log.error({ err }, "handoff failed");
       this.conn.finish("failed");
@@ -359,6 +351,37 @@ export class PreAuthDialogue {
     this.conn.rejected(streamError.condition);
     this.closeWith(this.pendingHeader() + streamErrorXml(streamError.condition, streamError.message));
   }
+}
+
+/**
+ * Puts the connection on TLS as the server, with a handshake deadline. Its
+ * listeners stay on the socket for the connection's whole life, so they hold
+ * the connection only, never the dialogue (which is let go at the hand-off).
+ */
+function serverTls(conn: ClientConnection, context: tls.SecureContext, alpn: string[] | undefined, handshakeTimeoutMs: number): tls.TLSSocket {
+  const raw = conn.socket;
+  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: alpn });
+  conn.upgraded(secure);
+  let established = false;
+  const deadline = setTimeout(() => {
+    conn.log.info("TLS handshake took too long");
+    conn.finish("rejected");
+    secure.destroy();
+  }, handshakeTimeoutMs).unref();
+  secure.once("secure", () => {
+    established = true;
+    clearTimeout(deadline);
+  });
+  secure.on("error", (err: Error) => {
+    conn.log.info({ err: err.message }, established ? "TLS error" : "TLS handshake failed");
+    conn.finish("rejected");
+    secure.destroy();
+  });
+  secure.once("close", () => {
+    clearTimeout(deadline);
+    raw.destroy();
+  });
+  return secure;
 }
 
 function newStreamId(): string {
