@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import tls from "node:tls";
 import type { Socket } from "node:net";
 import type { Element } from "@xmpp/xml";
@@ -384,6 +384,7 @@ function serverTls(conn: ClientConnection, context: tls.SecureContext, alpn: str
   return secure;
 }
 
+/** Unpredictable (RFC 6120 4.7.3); randomUUID() draws from a cached pool, randomBytes() asks the system each time. */
 function newStreamId(): string {
-  return randomBytes(8).toString("hex");
+  return randomUUID();
 }

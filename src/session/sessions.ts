@@ -8,6 +8,9 @@ import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { streamErrorXml } from "../xmpp/stream-error.js";
 import { streamOpenXml } from "../xmpp/stream-header.js";
 
+/** The abort reason when a client leaves: one shared value (a default abort() builds a DOMException with a stack each time). */
+const CLIENT_LEFT = Object.freeze({ reason: "the client left" });
+
 /** What a refused client reads in the stream error's text. */
 const LIMIT_TEXT: Record<Refusal, string> = {
   "max-connections": "the service is at its connection limit; try again later",
@@ -68,7 +71,7 @@ export class ClientConnection {
     this.socket = raw;
     raw.on("error", (err: Error) => this.log.debug({ err: err.message }, "client socket error"));
     raw.once("close", () => {
-      this.left.abort();
+      this.left.abort(CLIENT_LEFT);
       this.finish("abandoned"); // only if nothing else was recorded
       this.metrics.activeConnections.dec({ listener: listener.name });
       this.admission.closed(client.address, this.preAuth);
@@ -150,7 +153,7 @@ export class ClientConnection {
       },
       end: () => {
         this.heldEnded = true;
-        this.left.abort();
+        this.left.abort(CLIENT_LEFT);
       },
     });
   }
