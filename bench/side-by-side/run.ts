@@ -1,0 +1,182 @@
+/**
+ * xmpp-lb side by side with HAProxy (Debian's, mode tcp, one thread), each
+ * scenario running the contenders alternately in one run, a fresh process per
+ * round; only the contender's own process is measured (/proc: CPU time and
+ * RSS), never the load generator's or the node's.
+ *
+ *   relay     sessions ping-pong 200-byte stanzas through an echo node: CPU per round trip
+ *   idle      sessions logged in and silent: RSS per session
+ *   logins    full logins (TLS, PLAIN, bind, close) to a real Prosody node: CPU per login,
+ *             forward and redirect, next to Prosody's own CPU per login
+ *
+ * Run: npm run bench [-- --quick]   (a full run writes the table into BENCHMARKS.md)
+ */
+import { execFileSync } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
+import type net from "node:net";
+import { startProsodyCluster, type ProsodyCluster } from "../../test/support/prosody.js";
+import { startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
+import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint } from "./loadgen.js";
+import { cpuMs, rssKb } from "./proc.js";
+
+const quick = process.argv.includes("--quick");
+const ROUNDS = quick ? 1 : 2;
+const RELAY_SECONDS = quick ? 2 : 5;
+const IDLE_SESSIONS = quick ? 1000 : 8000;
+const LOGIN_SECONDS = quick ? 3 : 8;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+type Start = () => Promise<Contender>;
+interface Row {
+  scenario: string;
+  unit: string;
+  haproxy: number[];
+  lb: number[];
+}
+const rows: Row[] = [];
+
+async function openMany(ep: Endpoint, count: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = [];
+  for (let i = 0; i < count; i += 100) sockets.push(...(await Promise.all(Array.from({ length: Math.min(100, count - i) }, () => openSession(ep)))));
+  return sockets;
+}
+
+/** Runs `measure` for each contender, alternately, ROUNDS times, and keeps the figures. */
+async function sideBySide(scenario: string, unit: string, starts: { haproxy: Start; lb: Start }, measure: (c: Contender) => Promise<number>): Promise<void> {
+  const row: Row = { scenario, unit, haproxy: [], lb: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const which of ["haproxy", "lb"] as const) {
+      const contender = await starts[which]();
+      try {
+        row[which].push(await measure(contender));
+      } finally {
+        await contender.stop();
+      }
+    }
+  }
+  rows.push(row);
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(`${scenario}: haproxy ${row.haproxy.map((x) => x.toFixed(2)).join(", ")} | xmpp-lb ${row.lb.map((x) => x.toFixed(2)).join(", ")} ${unit} -> ${(mean(row.lb) / mean(row.haproxy)).toFixed(2)}x`);
+}
+
+async function relay(sessions: number, tls: boolean, echoPort: number): Promise<void> {
+  await sideBySide(
+    `relay, ${sessions} sessions, ${tls ? "TLS to the client" : "plaintext"}`,
+    "us CPU per round trip",
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: () => startBalancer(`127.0.0.1:${echoPort}`, "bench.test") },
+    async (c) => {
+      const sockets = await openMany({ port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" }, sessions);
+      await pingPong(sockets, sleep(1000)); // warm-up
+      const cpu = cpuMs(c.pid);
+      const trips = await pingPong(sockets, sleep(RELAY_SECONDS * 1000));
+      const used = cpuMs(c.pid) - cpu;
+      for (const s of sockets) s.destroy();
+      return (used * 1000) / trips;
+    },
+  );
+}
+
+async function idle(tls: boolean, echoPort: number): Promise<void> {
+  await sideBySide(
+    `idle memory, ${IDLE_SESSIONS} sessions, ${tls ? "TLS terminated" : "plaintext"}`,
+    "KB RSS per session",
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: () => startBalancer(`127.0.0.1:${echoPort}`, "bench.test") },
+    async (c) => {
+      const ep = { port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" };
+      const warm = await openMany(ep, 50);
+      await sleep(500);
+      const before = rssKb(c.pid);
+      const sockets = await openMany(ep, IDLE_SESSIONS);
+      await sleep(2000);
+      const perSession = (rssKb(c.pid) - before) / IDLE_SESSIONS;
+      for (const s of [...warm, ...sockets]) s.destroy();
+      return perSession;
+    },
+  );
+}
+
+async function logins(cluster: ProsodyCluster, prosodyPid: () => number, mode: "forward" | "redirect"): Promise<void> {
+  const node = cluster.nodes[0]!;
+  const nodeCpuPerLogin: number[] = [];
+  await sideBySide(
+    `logins through ${mode === "forward" ? "forward" : "redirect (xmpp-lb) vs forward (HAProxy)"}, TLS terminated`,
+    "ms CPU per login",
+    {
+      haproxy: () => startHaproxy(`${node.internal.host}:${node.internal.port}`),
+      // One account from one address: without --redirect-loop-window 0 every login after the first would be forwarded.
+      lb: () => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, ["--mode", mode, "--redirect-loop-window", "0"]),
+    },
+    async (c) => {
+      const ep = { port: c.tlsPort, tls: true, domain: cluster.domain };
+      const redirect = c.name === "xmpp-lb" && mode === "redirect";
+      const one = (i: number): Promise<void> => (redirect ? redirectedLogin(ep, "bench", "bench") : fullLogin(ep, "bench", "bench", `r${i}`));
+      for (let i = 0; i < 20; i++) await one(i); // warm-up
+      const cpu = cpuMs(c.pid);
+      const nodeCpu = cpuMs(prosodyPid());
+      let done = 0;
+      const until = performance.now() + LOGIN_SECONDS * 1000;
+      await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+        while (performance.now() < until) await one(w * 1_000_000 + done++);
+      }));
+      const used = cpuMs(c.pid) - cpu;
+      if (!redirect) nodeCpuPerLogin.push((cpuMs(prosodyPid()) - nodeCpu) / done);
+      console.log(`  ${c.name}: ${(done / LOGIN_SECONDS).toFixed(0)} logins/s`);
+      return used / done;
+    },
+  );
+  if (nodeCpuPerLogin.length > 0) console.log(`  Prosody's own CPU per login: ${(nodeCpuPerLogin.reduce((a, b) => a + b, 0) / nodeCpuPerLogin.length).toFixed(2)} ms`);
+}
+
+const version = (cmd: string, args: string[]): string => {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).split("\n")[0]!.trim();
+  } catch {
+    return "not installed";
+  }
+};
+
+const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${version(HAPROXY, ["-v"])}, Prosody ${version("dpkg-query", ["-W", "-f", "${Version}", "prosody"])}`;
+console.log(machine);
+if (version(HAPROXY, ["-v"]) === "not installed") {
+  console.log("HAProxy is not installed (apt-get install haproxy): nothing to compare with; side-by-side scenarios skipped.");
+} else {
+  await scenarios();
+}
+
+async function scenarios(): Promise<void> {
+  const echo = await startEchoNode();
+  try {
+    for (const tls of [false, true]) for (const sessions of [100, 1000]) await relay(sessions, tls, echo.port);
+    for (const tls of [false, true]) await idle(tls, echo.port);
+  } finally {
+    await echo.stop();
+  }
+  let cluster: ProsodyCluster | undefined;
+  try {
+    cluster = await startProsodyCluster({ count: 1, externalPort: 0, users: [["bench", "bench"]] });
+    const pid = (): number => cluster!.nodes[0]!.pid;
+    await logins(cluster, pid, "forward");
+    await logins(cluster, pid, "redirect");
+  } catch (err) {
+    console.log(`logins skipped: ${(err as Error).message.split("\n")[0]}`);
+  } finally {
+    await cluster?.stop();
+  }
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+const table = [
+  "| scenario | unit | HAProxy | xmpp-lb | ratio |",
+  "|---|---|---|---|---|",
+  ...rows.map((r) => `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(mean(r.lb) / mean(r.haproxy)).toFixed(2)}x |`),
+].join("\n");
+console.log(`\n${table}`);
+if (!quick && rows.length > 0) {
+  const file = new URL("../../BENCHMARKS.md", import.meta.url);
+  const text = await readFile(file, "utf8");
+  const start = "<!-- side-by-side:start -->";
+  const end = "<!-- side-by-side:end -->";
+  const section = `${start}\nMachine: ${machine}. Run on ${new Date().toISOString().slice(0, 10)}.\n\n${table}\n${end}`;
+  await writeFile(file, text.includes(start) ? text.replace(new RegExp(`${start}[\\s\\S]*${end}`), section) : `${text}\n${section}\n`);
+}
