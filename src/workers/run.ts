@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import cluster, { type Worker } from "node:cluster";
 import { AggregatorRegistry } from "prom-client";
 import type { BalancerConfig } from "../config.js";
@@ -58,6 +59,9 @@ async function runSingle(config: BalancerConfig, log: Logger): Promise<void> {
   onSignals(log, stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs), () => balancer.reloadTls(), () => balancer.rediscover());
 }
 
+/** How the primary hands workers the shared ticket keys (not XMPP_LB_*, which the CLI reads as flags). */
+const TICKET_KEYS_ENV = "XMPPLB_WORKER_TLS_TICKET_KEYS";
+
 /**
  * The primary of `--workers N`: it holds the embedded store (every worker's
  * decisions meet in it, so affinity holds across workers), serves the admin
@@ -69,8 +73,10 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
   const control = await createBalancer({ ...config, listeners: [] }, { logger: log.child({ role: "primary" }), metricsText: () => aggregator.clusterMetrics() });
   const served = new Map<Worker, () => void>();
   let stopping = false;
+  // One set of TLS session ticket keys for every worker (a restarted worker too): tickets resume anywhere.
+  const ticketKeys = randomBytes(48).toString("hex");
   const fork = (): void => {
-    const worker = cluster.fork();
+    const worker = cluster.fork({ [TICKET_KEYS_ENV]: ticketKeys });
     served.set(worker, serveStore(control.store, worker));
   };
   cluster.on("exit", (worker, code, signal) => {
@@ -107,6 +113,8 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
 /** A worker of `--workers N`: the data path, asking the primary's store (or Redis directly). */
 async function runWorker(config: BalancerConfig, log: Logger): Promise<void> {
   const store = config.store === "memory" ? new IpcStore("memory") : undefined;
+  const ticketKeys = process.env[TICKET_KEYS_ENV];
+  if (config.tls !== undefined && ticketKeys !== undefined) config = { ...config, tls: { ...config.tls, ticketKeys: Buffer.from(ticketKeys, "hex") } };
   // The admin endpoint is the primary's.
   const balancer: Balancer = await createBalancer({ ...config, metrics: undefined }, { logger: log, store });
   // prom-client answers the primary's metrics requests once an AggregatorRegistry exists in the worker too.

@@ -5,6 +5,7 @@ import { listeningPort, runCli, type CliRun } from "../support/cli.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { freePort } from "../support/wait.js";
+import { tlsResumption } from "../support/raw.js";
 
 const PASSWORD = "correct horse";
 const users = Array.from({ length: 6 }, (_, i) => `w${i}`);
@@ -55,5 +56,25 @@ describe("--workers", () => {
     run.child.kill("SIGTERM");
     const { code } = await run.done;
     assert.equal(code, 0);
+  });
+
+  it("resumes a TLS session on whichever worker the client reaches: the workers share ticket keys", async () => {
+    const args = ["--workers", "2", "--listen", "direct-tls://127.0.0.1:0", "--domain", "lb.test", "--tls-cert", "examples/tls/server.pem", "--tls-key", "examples/tls/server.key", "--shutdown-timeout", "1"];
+    for (const node of nodeFlags(cluster.nodes)) args.push("--node", node);
+    const tlsRun = runCli(args);
+    try {
+      const port = await listeningPort(tlsRun.child);
+      while ((tlsRun.stdout().match(/"msg":"listening"/g) ?? []).length < 2) await new Promise((r) => setTimeout(r, 50));
+      let { session } = await tlsResumption(port);
+      // Round robin sends these to both workers in turn.
+      for (let i = 0; i < 6; i++) {
+        const next = await tlsResumption(port, session);
+        assert.equal(next.reused, true, `reconnection ${i + 1} was a full handshake`);
+        session = next.session;
+      }
+    } finally {
+      tlsRun.child.kill("SIGTERM");
+      await tlsRun.done;
+    }
   });
 });

@@ -7,6 +7,7 @@ import tls from "node:tls";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
+import { tlsResumption } from "../support/raw.js";
 
 /** The development certificate (ECDSA P-256). */
 const ECDSA = { cert: new URL("../../examples/tls/server.pem", import.meta.url).pathname, key: new URL("../../examples/tls/server.key", import.meta.url).pathname };
@@ -77,6 +78,16 @@ describe("client TLS options", () => {
     await assert.rejects(handshake(lb.port, { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384" }));
     assert.equal((await handshake(lb.port, { maxVersion: "TLSv1.2" })).cipher, "ECDHE-ECDSA-AES128-GCM-SHA256");
     assert.equal((await handshake(lb.port, {})).version, "TLSv1.3");
+  });
+
+  it("resumes TLS sessions from tickets, also after the certificate is reloaded (SIGHUP)", async () => {
+    const lb = await balancer({});
+    const first = await tlsResumption(lb.port);
+    assert.equal(first.reused, false);
+    const again = await tlsResumption(lb.port, first.session);
+    assert.equal(again.reused, true, "a reconnecting client skips the full handshake");
+    lb.balancer.reloadTls();
+    assert.equal((await tlsResumption(lb.port, again.session)).reused, true, "a reload keeps the ticket keys");
   });
 
   it("refuses a --tls-cert without its --tls-key", async () => {

@@ -124,3 +124,27 @@ export async function trapListener(host = "127.0.0.1"): Promise<{ port: number; 
     }),
   };
 }
+
+/**
+ * A direct TLS handshake with the balancer, offering `session` for resumption:
+ * whether the server resumed it, and the ticket to offer next time (a new one
+ * if the server sent one, else the one offered).
+ */
+export async function tlsResumption(port: number, session?: Buffer): Promise<{ reused: boolean; session: Buffer }> {
+  const socket = tls.connect({ host: "127.0.0.1", port, ca: CA, servername: DOMAIN, ALPNProtocols: ["xmpp-client"], session });
+  try {
+    let ticket: Buffer | undefined;
+    socket.on("session", (t: Buffer) => (ticket = t));
+    await new Promise<void>((resolve, reject) => socket.once("secureConnect", resolve).once("error", reject));
+    const reused = socket.isSessionReused();
+    socket.write(STREAM_OPEN); // TLS 1.3 tickets come after the handshake, with the balancer's first answer
+    socket.resume();
+    const deadline = Date.now() + (session === undefined ? 3000 : 500);
+    while (ticket === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const next = ticket ?? session;
+    if (next === undefined) throw new Error("no session ticket within 3 s");
+    return { reused, session: next };
+  } finally {
+    socket.destroy();
+  }
+}
