@@ -154,6 +154,8 @@ export class PreAuthDialogue {
 
   private onElement(el: Element): Step {
     const ns = el.getNS();
+    const prefix = el.name.includes(":") ? el.name.slice(0, el.name.indexOf(":")) : undefined;
+    if (prefix !== undefined && ns === undefined) throw new StreamError("bad-namespace-prefix", `prefix '${prefix}' is not bound`);
     if (ns === NS_TLS && el.getName() === "starttls" && this.state === "features") return this.onStartTls();
     if (ns === NS_SASL) {
       const name = el.getName();

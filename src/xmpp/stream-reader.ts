@@ -43,7 +43,14 @@ class PreAuthParser extends Parser {
 
   override onText(str: string): void {
     if (this.cursor === null && str.trim() === "") return;
+    // RFC 6120 4.3.2: between top-level elements only whitespace (CDATA and character references included).
+    if (this.atStreamLevel() && str.trim() !== "") throw new StreamError("bad-format", "text is not allowed between elements");
     super.onText(str);
+  }
+
+  /** Inside the stream header's element, between top-level elements. */
+  atStreamLevel(): boolean {
+    return this.root !== null && this.cursor === this.root;
   }
 }
 
@@ -65,6 +72,8 @@ export class StreamReader {
   private buffer = Buffer.alloc(0);
   /** buffer[readPos, length) is unparsed; buffer[readPos, scanPos) is known to hold no '>'. */
   private length = 0;
+  /** buffer[readPos, spaceUntil) is known to be whitespace (when spaceUntil > readPos). */
+  private spaceUntil = 0;
   private readPos = 0;
   private scanPos = 0;
   private readonly events: StreamEvent[] = [];
@@ -93,7 +102,7 @@ export class StreamReader {
     });
     this.parser = parser;
     this.buffer = Buffer.alloc(0);
-    this.length = this.readPos = this.scanPos = 0;
+    this.length = this.readPos = this.scanPos = this.spaceUntil = 0;
     this.events.length = 0;
     this.headerSegments = [];
     this.headerBytes = 0;
@@ -117,6 +126,7 @@ export class StreamReader {
       if (gt === -1) {
         this.scanPos = this.length;
         this.checkUnparsed();
+        this.refuseStreamLevelText();
         return null;
       }
       const segment = this.buffer.subarray(this.readPos, gt + 1);
@@ -140,11 +150,31 @@ export class StreamReader {
       this.buffer.copy(grown, 0, this.readPos, this.length);
       this.buffer = grown;
       this.scanPos -= this.readPos;
+      this.spaceUntil = Math.max(0, this.spaceUntil - this.readPos);
       this.readPos = 0;
       this.length = unparsed;
     }
     chunk.copy(this.buffer, this.length);
     this.length += chunk.length;
+  }
+
+  /**
+   * Text between top-level elements would otherwise wait for a '>' that may
+   * never come: the first byte that is neither whitespace nor '<' is refused
+   * at once (RFC 6120 4.3.2: only elements and whitespace there).
+   */
+  private refuseStreamLevelText(): void {
+    if (!this.started || !this.parser.atStreamLevel()) return;
+    // Whitespace already seen is not scanned again: dripped whitespace costs linear time.
+    for (let i = Math.max(this.spaceUntil, this.readPos); i < this.length; i++) {
+      const byte = this.buffer[i]!;
+      if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) {
+        this.spaceUntil = i + 1;
+        continue;
+      }
+      if (byte !== 0x3c) throw new StreamError("bad-format", "text is not allowed between elements");
+      return;
+    }
   }
 
   private checkUnparsed(): void {
