@@ -76,6 +76,10 @@ export interface BalancerConfig {
   discoverMinIntervalMs: number;
   /** …and never later than this. */
   discoverMaxIntervalMs: number;
+  /** Origins a WebSocket client may come from (`--ws-origin`); empty: any. */
+  wsOrigins: string[];
+  /** WebSocket ping interval; a client that has not answered the previous ping is cut off (0: no pings). */
+  wsPingIntervalMs: number;
 }
 
 /** Flag-shaped input, as yargs (flags, env, --config JSON) or a test gives it. */
@@ -125,6 +129,8 @@ export interface ConfigInput {
   dnsServer?: string | string[];
   discoverMinInterval?: number | string;
   discoverMaxInterval?: number | string;
+  wsOrigin?: string | string[];
+  wsPingInterval?: number | string;
 }
 
 export const DEFAULTS = {
@@ -158,6 +164,8 @@ export const DEFAULTS = {
   healthRise: 1,
   discoverMinIntervalSeconds: 1,
   discoverMaxIntervalSeconds: 30,
+  // Below the 60 s idle timeout of common fronts (AWS ALB, nginx proxy_read_timeout).
+  wsPingIntervalSeconds: 30,
 };
 
 /** Repeatable values may come as arrays, or (from env) as one string separated by spaces or ';'. */
@@ -199,13 +207,16 @@ function hostPort(flag: string, text: string): HostPort {
   return hp;
 }
 
-/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P][,proxy]` */
+/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P][,proxy]`, or `ws://HOST:PORT/PATH` and `wss://HOST:PORT/PATH` (RFC 7395). */
 export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; proxyProtocol: boolean }): ListenerConfig {
   const [address = "", ...options] = text.split(",");
-  const match = /^(?:([a-z-]+):\/\/)?(.+)$/.exec(address.trim());
-  const kind = oneOf("listen", match?.[1] ?? "starttls", ["starttls", "direct-tls"] as const);
+  const match = /^(?:([a-z-]+):\/\/)?([^/]+)(\/.*)?$/.exec(address.trim());
+  const kind = oneOf("listen", match?.[1] ?? "starttls", ["starttls", "direct-tls", "ws", "wss"] as const);
   const { host, port } = hostPort("listen", match?.[2] ?? "");
   const listener: ListenerConfig = { name: text, kind, host, port, mode: defaults.mode, phase: defaults.phase, proxyProtocol: defaults.proxyProtocol };
+  const path = match?.[3];
+  if (kind === "ws" || kind === "wss") listener.path = path ?? "/xmpp-websocket";
+  else if (path !== undefined) throw new ConfigError(`--listen: a path is only for ws:// and wss:// listeners in '${text}'`);
   for (const option of options) {
     const [key, value = ""] = option.split("=", 2);
     if (key === "mode") listener.mode = oneOf("listen mode", value, ["redirect", "forward"] as const);
@@ -216,7 +227,7 @@ export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; 
   return listener;
 }
 
-const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy", "maxconn"];
+const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy", "maxconn", "ws", "ws-internal"];
 const PROXY_VERSIONS = ["v1", "v2"] as const;
 
 /** `id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]`, or the same as an object. */
@@ -252,7 +263,21 @@ export function parseNode(input: string | Record<string, unknown>): NodeSpec {
   if (fields.zone) node.zone = fields.zone;
   if (fields.proxy) node.proxy = oneOf("node proxy", fields.proxy, PROXY_VERSIONS);
   if (fields.maxconn !== undefined) node.maxconn = positiveInt(`node ${id} maxconn`, fields.maxconn, 0);
+  if (fields.ws) node.ws = webSocketUrl(`node ${id} ws`, fields.ws);
+  if (fields["ws-internal"]) node.wsInternal = webSocketUrl(`node ${id} ws-internal`, fields["ws-internal"]);
   return node;
+}
+
+/** A node's WebSocket URL (ws:// or wss://), checked now rather than at the first dial. */
+function webSocketUrl(flag: string, text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(`--${flag}: '${text}' is not a URL`);
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new ConfigError(`--${flag}: '${text}' is not a ws:// or wss:// URL`);
+  return url.toString();
 }
 
 /** The CA bundle node certificates are verified against (--backend-ca), read at start. */
@@ -312,6 +337,9 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
   if (input.tlsCert === undefined && listeners.some((l) => l.kind === "direct-tls")) {
     throw new ConfigError("a direct-tls:// listener needs --tls-cert and --tls-key");
   }
+  if (input.tlsCert === undefined && listeners.some((l) => l.kind === "wss")) {
+    throw new ConfigError("a wss:// listener needs --tls-cert and --tls-key");
+  }
 
   const config: BalancerConfig = {
     listeners,
@@ -350,6 +378,8 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     dnsServers,
     discoverMinIntervalMs,
     discoverMaxIntervalMs,
+    wsOrigins: list<string>(input.wsOrigin),
+    wsPingIntervalMs: seconds("ws-ping-interval", input.wsPingInterval, DEFAULTS.wsPingIntervalSeconds),
   };
   if (input.tlsCert !== undefined && input.tlsKey !== undefined) config.tls = { certFile: input.tlsCert, keyFile: input.tlsKey };
   if (input.backendCa !== undefined) config.backendCa = input.backendCa;
