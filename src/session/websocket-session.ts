@@ -241,7 +241,8 @@ export class WebSocketSession {
     this.state = "done";
     clearTimeout(this.timer);
     this.socket.off("message", this.onMessage);
-    for (const message of [...replay, ...this.held]) upstream.send(message);
+    // Text frames: RFC 7395 3.2, and Prosody closes on a binary one (1003).
+    for (const message of [...replay, ...this.held]) upstream.send(message, { binary: false });
     this.held = [];
     this.finish("forwarded");
     this.metrics.forwardedActive.inc({ node: node.id });
@@ -256,7 +257,7 @@ export class WebSocketSession {
         this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
         if (verdict === "success") decision.lease.closed();
         else decision.lease.refused();
-        this.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded WebSocket closed");
+        this.log.info({ node: node.id, up: stats.up, down: stats.down, code: stats.code, by: stats.closedBy }, "forwarded WebSocket closed");
       },
       (message) => {
         if (verdict === "success") return;

@@ -37,7 +37,7 @@ export function dialNodeWebSocket(url: string, options: NodeWebSocketOptions): P
       perMessageDeflate: false,
       maxPayload: options.maxMessageBytes,
     });
-    const reader = new MessageReader(options.maxMessageBytes);
+    const reader = new MessageReader(options.maxMessageBytes, true);
     let stage: "open" | "features" | "done" = "open";
     const fail = (err: UpstreamError): void => {
       if (stage === "done") return;

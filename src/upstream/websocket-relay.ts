@@ -7,6 +7,9 @@ const HIGH_WATER_BYTES = 256 * 1024;
 export interface WebSocketRelayStats {
   up: number;
   down: number;
+  /** Which side closed first, and its close code. */
+  closedBy?: "client" | "node";
+  code?: number;
 }
 
 /**
@@ -35,6 +38,8 @@ export function relayWebSockets(client: WebSocket, node: WebSocket, onClose: (st
   const finish = (peer: WebSocket, code: number): void => {
     if (!closed) {
       closed = true;
+      stats.closedBy = peer === node ? "client" : "node";
+      stats.code = code;
       onClose(stats);
     }
     // 1005/1006 are not sendable codes: a plain close then.

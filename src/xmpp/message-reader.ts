@@ -13,8 +13,9 @@ const SYNTHETIC_ROOT = Buffer.from("<framed-stream>");
 export class MessageReader {
   private readonly reader: StreamReader;
 
-  constructor(maxTagBytes: number) {
-    this.reader = new StreamReader({ maxHeaderBytes: SYNTHETIC_ROOT.length, maxTagBytes, childElements: false });
+  /** `childElements`: false for a client before login (nothing it sends then has children), true for a node's messages. */
+  constructor(maxTagBytes: number, childElements = false) {
+    this.reader = new StreamReader({ maxHeaderBytes: SYNTHETIC_ROOT.length, maxTagBytes, childElements });
     this.reader.push(SYNTHETIC_ROOT);
     this.reader.next();
   }
