@@ -29,7 +29,7 @@ export async function main(args: string[]): Promise<void> {
       "run the balancer (the default command)",
       (y) =>
         y
-          .option("listen", { type: "string", array: true, describe: "HOST:PORT (STARTTLS) or direct-tls://HOST:PORT (XEP-0368), with optional ,mode=redirect|forward ,phase=open|login ,proxy; repeatable", default: [DEFAULTS.listen] })
+          .option("listen", { type: "string", array: true, describe: "HOST:PORT (STARTTLS), direct-tls://HOST:PORT (XEP-0368), or ws://HOST:PORT/PATH and wss://HOST:PORT/PATH (RFC 7395), with optional ,mode=redirect|forward ,phase=open|login ,proxy; repeatable", default: [DEFAULTS.listen] })
           .option("mode", { type: "string", choices: ["redirect", "forward"], default: DEFAULTS.mode, describe: "redirect with see-other-host, or forward and relay" })
           .option("phase", { type: "string", choices: ["open", "login"], default: DEFAULTS.phase, describe: "decide at the stream header (when it carries from=) or at the SASL <auth/>" })
           .option("domain", { type: "string", array: true, describe: "XMPP domain served; repeatable (a stream to any other gets <host-unknown/>)" })
@@ -38,11 +38,13 @@ export async function main(args: string[]): Promise<void> {
           .option("tls-ciphers", { type: "string", describe: "OpenSSL cipher string for client TLS (default: ECDHE with AES-GCM or ChaCha20-Poly1305 only; TLS 1.3 suites are kept unless the string names some)" })
           .option("tls-min-version", { type: "string", choices: ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"], default: DEFAULTS.tlsMinVersion, describe: "lowest TLS version for clients" })
           .option("allow-plaintext", { type: "boolean", default: false, describe: "allow logins without TLS (test beds only)" })
-          .option("node", { type: "string", array: true, describe: "id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2][,proxy=v1|v2]; repeatable" })
+          .option("node", { type: "string", array: true, describe: "id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2][,proxy=v1|v2][,ws=wss://URL][,ws-internal=ws://URL]; repeatable" })
           .option("discover", { type: "string", array: true, describe: "nodes from DNS or a file, followed at run time: dns://NAME:PORT (every A/AAAA record), dns+srv://_xmpp-client._tcp.NAME (SRV: target, port, priority, weight), with ?external=%h.example.com:5222; or file:///PATH (a JSON array of --node values); repeatable" })
           .option("dns-server", { type: "string", array: true, describe: "IP[:PORT] of the resolver for --discover (Consul: 127.0.0.1:8600); default: the system's; repeatable" })
           .option("discover-min-interval", { type: "number", default: DEFAULTS.discoverMinIntervalSeconds, describe: "seconds: DNS is re-resolved at the record TTL but never sooner (SRV: at this pace); nodes files are checked this often" })
           .option("discover-max-interval", { type: "number", default: DEFAULTS.discoverMaxIntervalSeconds, describe: "seconds: DNS is re-resolved at least this often, whatever the TTL; the longest retry pause while DNS fails" })
+          .option("ws-origin", { type: "string", array: true, describe: "an Origin WebSocket clients may come from (e.g. https://chat.example.com); repeatable; none: any origin" })
+          .option("ws-ping-interval", { type: "number", default: DEFAULTS.wsPingIntervalSeconds, describe: "seconds between WebSocket pings; a client that did not answer the last one is cut off (0: no pings)" })
           .option("store", { type: "string", default: "memory", describe: "cluster membership store: memory (embedded, one instance) or redis://[:password@]host:port[/db], rediss://..., redis-sentinel://host:port,host:port/master[/db], redis-cluster://host:port,host:port" })
           .option("store-prefix", { type: "string", default: DEFAULTS.storePrefix, describe: "key prefix in Redis (several clusters can share one Redis)" })
           .option("store-timeout", { type: "number", default: DEFAULTS.storeTimeoutSeconds, describe: "seconds a login may wait for the store; beyond it routing hashes over the last known nodes" })

@@ -81,6 +81,10 @@ export interface BalancerConfig {
   discoverMinIntervalMs: number;
   /** …and never later than this. */
   discoverMaxIntervalMs: number;
+  /** Origins a WebSocket client may come from (`--ws-origin`); empty: any. */
+  wsOrigins: string[];
+  /** WebSocket ping interval; a client that has not answered the previous ping is cut off (0: no pings). */
+  wsPingIntervalMs: number;
 }
 
 /** Flag-shaped input, as yargs (flags, env, --config JSON) or a test gives it. */
@@ -133,6 +137,8 @@ export interface ConfigInput {
   dnsServer?: string | string[];
   discoverMinInterval?: number | string;
   discoverMaxInterval?: number | string;
+  wsOrigin?: string | string[];
+  wsPingInterval?: number | string;
 }
 
 export const DEFAULTS = {
@@ -167,6 +173,8 @@ export const DEFAULTS = {
   healthRise: 1,
   discoverMinIntervalSeconds: 1,
   discoverMaxIntervalSeconds: 30,
+  // Below the 60 s idle timeout of common fronts (AWS ALB, nginx proxy_read_timeout).
+  wsPingIntervalSeconds: 30,
 };
 
 /** Repeatable values may come as arrays, or (from env) as one string separated by spaces or ';'. */
@@ -208,13 +216,16 @@ function hostPort(flag: string, text: string): HostPort {
   return hp;
 }
 
-/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P][,proxy]` */
+/** `[starttls://|direct-tls://]HOST:PORT[,mode=M][,phase=P][,proxy]`, or `ws://HOST:PORT/PATH` and `wss://HOST:PORT/PATH` (RFC 7395). */
 export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; proxyProtocol: boolean }): ListenerConfig {
   const [address = "", ...options] = text.split(",");
-  const match = /^(?:([a-z-]+):\/\/)?(.+)$/.exec(address.trim());
-  const kind = oneOf("listen", match?.[1] ?? "starttls", ["starttls", "direct-tls"] as const);
+  const match = /^(?:([a-z-]+):\/\/)?([^/]+)(\/.*)?$/.exec(address.trim());
+  const kind = oneOf("listen", match?.[1] ?? "starttls", ["starttls", "direct-tls", "ws", "wss"] as const);
   const { host, port } = hostPort("listen", match?.[2] ?? "");
   const listener: ListenerConfig = { name: text, kind, host, port, mode: defaults.mode, phase: defaults.phase, proxyProtocol: defaults.proxyProtocol };
+  const path = match?.[3];
+  if (kind === "ws" || kind === "wss") listener.path = path ?? "/xmpp-websocket";
+  else if (path !== undefined) throw new ConfigError(`--listen: a path is only for ws:// and wss:// listeners in '${text}'`);
   for (const option of options) {
     const [key, value = ""] = option.split("=", 2);
     if (key === "mode") listener.mode = oneOf("listen mode", value, ["redirect", "forward"] as const);
@@ -225,7 +236,7 @@ export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; 
   return listener;
 }
 
-const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy", "maxconn"];
+const NODE_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "proxy", "maxconn", "ws", "ws-internal"];
 const PROXY_VERSIONS = ["v1", "v2"] as const;
 
 /** `id=ID,internal=HOST:PORT,external=HOST:PORT[,weight=N][,zone=Z][,domains=D1+D2]`, or the same as an object. */
@@ -261,7 +272,21 @@ export function parseNode(input: string | Record<string, unknown>): NodeSpec {
   if (fields.zone) node.zone = fields.zone;
   if (fields.proxy) node.proxy = oneOf("node proxy", fields.proxy, PROXY_VERSIONS);
   if (fields.maxconn !== undefined) node.maxconn = positiveInt(`node ${id} maxconn`, fields.maxconn, 0);
+  if (fields.ws) node.ws = webSocketUrl(`node ${id} ws`, fields.ws);
+  if (fields["ws-internal"]) node.wsInternal = webSocketUrl(`node ${id} ws-internal`, fields["ws-internal"]);
   return node;
+}
+
+/** A node's WebSocket URL (ws:// or wss://), checked now rather than at the first dial. */
+function webSocketUrl(flag: string, text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(`--${flag}: '${text}' is not a URL`);
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new ConfigError(`--${flag}: '${text}' is not a ws:// or wss:// URL`);
+  return url.toString();
 }
 
 /** The CA bundle node certificates are verified against (--backend-ca), read at start. */
@@ -320,9 +345,8 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
   if (certFiles.length === 0 && !allowPlaintext) {
     throw new ConfigError("--tls-cert and --tls-key are required (or --allow-plaintext, for a test bed only)");
   }
-  if (certFiles.length === 0 && listeners.some((l) => l.kind === "direct-tls")) {
-    throw new ConfigError("a direct-tls:// listener needs --tls-cert and --tls-key");
-  }
+  const tlsListener = certFiles.length === 0 ? listeners.find((l) => l.kind === "direct-tls" || l.kind === "wss") : undefined;
+  if (tlsListener !== undefined) throw new ConfigError(`a ${tlsListener.kind}:// listener needs --tls-cert and --tls-key`);
 
   const config: BalancerConfig = {
     listeners,
@@ -361,6 +385,8 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     dnsServers,
     discoverMinIntervalMs,
     discoverMaxIntervalMs,
+    wsOrigins: list<string>(input.wsOrigin),
+    wsPingIntervalMs: seconds("ws-ping-interval", input.wsPingInterval, DEFAULTS.wsPingIntervalSeconds),
   };
   if (certFiles.length > 0) {
     config.tls = {

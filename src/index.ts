@@ -22,6 +22,9 @@ import { LINGER_MS } from "./net/linger.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
 import { AuthFailures } from "./session/auth-failures.js";
 import { Handoff } from "./session/handoff.js";
+import { MAX_MESSAGE_BYTES as WS_MAX_MESSAGE_BYTES, WebSocketSession, type WebSocketSessionSettings } from "./session/websocket-session.js";
+import { listenWebSocket } from "./listener/websocket-listener.js";
+import type { ListenerConfig } from "./listener/listener.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
 import { ClientConnections, type ClientAddress } from "./session/sessions.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -170,6 +173,41 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     await store.close();
   };
 
+  /** An RFC 7395 listener: its sessions go through the same router and directory as TCP ones. */
+  const startWebSocketListener = async (listenerConfig: ListenerConfig): Promise<BoundListener> => {
+    const settings: WebSocketSessionSettings = {
+      listener: listenerConfig,
+      domains,
+      mechanisms: (domain) => offeredMechanisms.forDomain(domain),
+      loginTimeoutMs: config.loginTimeoutMs,
+      dialTimeoutMs: config.dialTimeoutMs,
+      maxPreAuthBytes: config.maxPreAuthBytes,
+      maxSaslFailures: MAX_SASL_FAILURES,
+      authFailures,
+      backendCa,
+    };
+    const bound = await listenWebSocket(
+      listenerConfig,
+      {
+        origins: config.wsOrigins,
+        maxPayload: WS_MAX_MESSAGE_BYTES,
+        pingIntervalMs: config.wsPingIntervalMs,
+        secureContext: () => tlsHolder?.current,
+        onRefused: (reason, peer) => {
+          log.info({ listener: listenerConfig.name, peer, reason }, "WebSocket upgrade refused");
+          metrics.rejected.inc({ reason: `websocket-${reason}` });
+          metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected", transport: "websocket" });
+        },
+      },
+      (socket, request) => {
+        const address = request.socket.remoteAddress ?? "";
+        new WebSocketSession(socket, address, settings, router, nodes, metrics, log.child({ listener: listenerConfig.name, client: address, transport: "websocket" }));
+      },
+    );
+    log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, path: listenerConfig.path, address: bound.address }, "listening");
+    return bound;
+  };
+
   try {
     for (const listenerConfig of config.listeners) {
       const settings: DialogueSettings = {
@@ -185,6 +223,10 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         maxHeaderBytes: config.maxHeaderBytes,
         maxSaslFailures: MAX_SASL_FAILURES,
       };
+      if (listenerConfig.kind === "ws" || listenerConfig.kind === "wss") {
+        listeners.push(await startWebSocketListener(listenerConfig));
+        continue;
+      }
       const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
         // A connection a limit refuses gets no dialogue (accept answers it).
         const start = (client?: ClientAddress): void => {

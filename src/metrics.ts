@@ -5,7 +5,7 @@ export type ConnectionOutcome = "redirected" | "forwarded" | "rejected" | "faile
 /** The balancer's Prometheus metrics, on a Registry it owns (never the global one). */
 export class Metrics {
   readonly registry: Registry;
-  readonly connections: Counter<"listener" | "outcome">;
+  readonly connections: Counter<"listener" | "outcome" | "transport">;
   readonly activeConnections: Gauge<"listener">;
   readonly routingDuration: Histogram<"via">;
   readonly forwardedActive: Gauge<"node">;
@@ -29,8 +29,8 @@ export class Metrics {
     const registers = [registry];
     this.connections = new Counter({
       name: "xmpp_lb_connections_total",
-      help: "Client connections by listener and outcome (redirected, forwarded, rejected, failed, abandoned)",
-      labelNames: ["listener", "outcome"],
+      help: "Client connections by listener, outcome (redirected, forwarded, rejected, failed, abandoned) and transport (tcp, websocket)",
+      labelNames: ["listener", "outcome", "transport"],
       registers,
     });
     this.activeConnections = new Gauge({

@@ -20,6 +20,10 @@ export interface NodeSpec {
   proxy?: ProxyVersion;
   /** Sessions the node takes at most (counted as least-conn counts them); a full node gets no new users. */
   maxconn?: number;
+  /** The node's WebSocket URL for clients (`ws=`): what a WebSocket redirect's see-other-uri carries. */
+  ws?: string;
+  /** The node's WebSocket URL the balancer dials when it forwards a WebSocket client (`ws-internal=`). */
+  wsInternal?: string;
 }
 
 export type ProxyVersion = "v1" | "v2";

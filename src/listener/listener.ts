@@ -1,6 +1,7 @@
 import net from "node:net";
 
-export type ListenerKind = "starttls" | "direct-tls";
+/** `ws`/`wss`: XMPP over WebSocket (RFC 7395), on an HTTP(S) server at `path`. */
+export type ListenerKind = "starttls" | "direct-tls" | "ws" | "wss";
 /** What happens once the node is chosen: see-other-host, or dial and relay. */
 export type Mode = "redirect" | "forward";
 /** When the node is chosen: at the stream header (it carries `from`) or at the SASL `<auth/>`. */
@@ -16,6 +17,8 @@ export interface ListenerConfig {
   phase: Phase;
   /** Each connection starts with a PROXY protocol header (v1 or v2) from a front: the client's real address. */
   proxyProtocol: boolean;
+  /** WebSocket listeners: the HTTP path upgraded to WebSocket (e.g. /xmpp-websocket). */
+  path?: string;
 }
 
 export interface BoundListener {

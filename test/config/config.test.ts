@@ -50,7 +50,10 @@ describe("configuration", () => {
       [{ ...base, saslMechanisms: ["SCRAM-SHA-1-PLUS"] }, /channel binding/],
       [{ domain: "lb.test" }, /--tls-cert and --tls-key are required/],
       [{ allowPlaintext: true }, /--domain is required/],
-      [{ ...base, listen: "ws://0.0.0.0:1" }, /--listen must be one of/],
+      [{ ...base, listen: "wx://0.0.0.0:1" }, /--listen must be one of/],
+      [{ ...base, listen: "0.0.0.0:1/xmpp-websocket" }, /a path is only for ws:\/\/ and wss:\/\/ listeners/],
+      [{ ...base, listen: "wss://0.0.0.0:1/xmpp-websocket" }, /a wss:\/\/ listener needs --tls-cert/],
+      [{ ...base, node: ["id=n1,internal=10.0.0.1:5222,ws=http://n1.example.com/xmpp"] }, /is not a ws:\/\/ or wss:\/\/ URL/],
       [{ ...base, loginTimeout: "soon" }, /--login-timeout must be a number/],
     ];
     for (const [input, message] of bad) assert.throws(() => resolveConfig(input), (err: unknown) => err instanceof ConfigError && message.test(err.message), JSON.stringify(input));

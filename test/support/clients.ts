@@ -15,12 +15,16 @@ export interface LoginOptions {
   reconnect?: boolean;
   /** Send `from='user@domain'` in the stream header, so phase open can decide on it. */
   announceJid?: boolean;
+  /** Connect over XMPP over WebSocket (RFC 7395) to this ws:// URL instead of TCP. */
+  websocket?: string;
 }
 
 /** Logs a real @xmpp/client in through the balancer; resolves once the resource is bound. */
 export async function login(opts: LoginOptions): Promise<Client> {
+  // Node 20 has no global WebSocket, which @xmpp/websocket expects: the `ws` package stands in.
+  if (opts.websocket !== undefined) globalThis.WebSocket ??= (await import("ws")).WebSocket as unknown as typeof globalThis.WebSocket;
   const xmpp = client({
-    service: `${opts.directTls ? "xmpps" : "xmpp"}://${opts.host ?? "127.0.0.1"}:${opts.port}`,
+    service: opts.websocket ?? `${opts.directTls ? "xmpps" : "xmpp"}://${opts.host ?? "127.0.0.1"}:${opts.port}`,
     domain: opts.domain ?? DOMAIN,
     username: opts.username,
     password: opts.password,

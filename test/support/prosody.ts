@@ -30,6 +30,8 @@ export interface ProsodyNode {
   id: string;
   internal: HostPort;
   external: HostPort;
+  /** With `websocket: true`: mod_websocket's URLs on the internal and the external address (same port). */
+  websocket?: { internal: string; external: string };
   /** Pid of the running process (0 while stopped). */
   readonly pid: number;
   /** Prosody's own log (debug level); console output goes next to it in console.log. */
@@ -69,6 +71,8 @@ export interface ProsodyClusterOptions {
    * redirect). 0 picks a free port per node, so clusters can run side by side.
    */
   externalPort?: number;
+  /** Serve XMPP over WebSocket (Prosody's mod_websocket, RFC 7395) at /xmpp-websocket over plain HTTP on a free port per node. */
+  websocket?: boolean;
   /** Per-node readiness timeout in ms (default 15000). */
   readyTimeout?: number;
 }
@@ -81,6 +85,18 @@ const execFileP = promisify(execFile);
 
 
 const lua = (s: string): string => `"${s.replace(/[\\"]/g, "\\$&").replace(/\n/g, "\\n")}"`;
+
+/** mod_websocket over plain HTTP on both addresses; the balancer (or a test) stands where TLS would end. */
+function websocketConfig(o: { internal: HostPort; external: HostPort }, httpPort: number): string {
+  return `
+modules_enabled = { "disco", "roster", "saslauth", "tls", "ping", "smacks", "version", "posix", "websocket" }
+http_ports = { ${httpPort} }
+http_interfaces = { ${lua(o.internal.host)}, ${lua(o.external.host)} }
+https_ports = { }
+-- Plain ws:// on loopback: let SASL PLAIN through as if it were wss://.
+consider_websocket_secure = true
+`;
+}
 
 function configFor(o: { id: string; dir: string; domain: string; internal: HostPort; external: HostPort; extra: string }): string {
   const p = (f: string): string => lua(path.join(o.dir, f));
@@ -172,6 +188,7 @@ function tail(file: string, lines = 30): string {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 class Node implements ProsodyNode {
+  websocket?: { internal: string; external: string };
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
   readonly logFile: string;
@@ -272,7 +289,13 @@ export async function startProsodyCluster(opts: ProsodyClusterOptions = {}): Pro
       const externalPort = opts.externalPort ?? EXTERNAL_PORT;
       const external = { host: `127.0.2.${i}`, port: externalPort || (await freePort(`127.0.2.${i}`)) };
       const node = new Node(id, nodeDir, domain, internal, external, opts.readyTimeout ?? 15000);
-      await writeFile(node.configFile, configFor({ id, dir: nodeDir, domain, internal, external, extra: opts.extraConfig ?? "" }));
+      let extra = opts.extraConfig ?? "";
+      if (opts.websocket) {
+        const httpPort = await freePort(internal.host);
+        extra = websocketConfig({ internal, external }, httpPort) + extra;
+        node.websocket = { internal: `ws://${internal.host}:${httpPort}/xmpp-websocket`, external: `ws://${external.host}:${httpPort}/xmpp-websocket` };
+      }
+      await writeFile(node.configFile, configFor({ id, dir: nodeDir, domain, internal, external, extra }));
       nodes.push(node);
     }
     await Promise.all(nodes.map((n) => n.start()));
@@ -309,10 +332,11 @@ export async function startProsodyCluster(opts: ProsodyClusterOptions = {}): Pro
   return cluster;
 }
 
-/** `--node` values for a cluster's nodes; `external` overrides where redirects would send clients. */
+/** `--node` values for a cluster's nodes; `external` overrides where redirects would send clients. Nodes with WebSocket get `ws=` and `ws-internal=`. */
 export function nodeFlags(nodes: readonly ProsodyNode[], external?: HostPort): string[] {
   return nodes.map((n) => {
     const ext = external ?? n.external;
-    return `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${ext.host}:${ext.port}`;
+    const ws = n.websocket === undefined ? "" : `,ws=${n.websocket.external},ws-internal=${n.websocket.internal}`;
+    return `id=${n.id},internal=${n.internal.host}:${n.internal.port},external=${ext.host}:${ext.port}${ws}`;
   });
 }

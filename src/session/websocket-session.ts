@@ -1,0 +1,331 @@
+import { randomBytes } from "node:crypto";
+import type { Element } from "@xmpp/xml";
+import type { RawData, WebSocket } from "ws";
+import type { NodeView } from "../cluster/node.js";
+import type { NodeTableHolder } from "../cluster/node-table-holder.js";
+import { SaslError, StreamError, UpstreamError } from "../errors.js";
+import type { ListenerConfig } from "../listener/listener.js";
+import type { Logger } from "../log.js";
+import type { ConnectionOutcome, Metrics } from "../metrics.js";
+import type { RouteDecision, Router } from "../router/router.js";
+import { dialNodeWebSocket, toBuffer } from "../upstream/node-websocket.js";
+import { relayWebSockets } from "../upstream/websocket-relay.js";
+import { FRAMING_CLOSE_XML, NS_FRAMING, framedFeaturesXml, framedStreamErrorXml, framingOpenXml, seeOtherUriXml } from "../xmpp/framing.js";
+import { parseBareJid } from "../xmpp/jid.js";
+import { MessageReader } from "../xmpp/message-reader.js";
+import { NS_CLIENT, NS_SASL, STANZA_NAMES } from "../xmpp/namespaces.js";
+import { EMPTY_CHALLENGE_XML, authXml } from "../xmpp/nonzas.js";
+import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
+import { saslFailureXml } from "../xmpp/stream-error.js";
+import type { AuthFailures } from "./auth-failures.js";
+
+export interface WebSocketSessionSettings {
+  listener: ListenerConfig;
+  domains: ReadonlySet<string>;
+  mechanisms: (domain: string) => readonly Mechanism[];
+  loginTimeoutMs: number;
+  dialTimeoutMs: number;
+  maxPreAuthBytes: number;
+  maxSaslFailures: number;
+  authFailures: AuthFailures;
+  backendCa?: Buffer;
+}
+
+/** The longest message before login: a SASL initial response fits many times over. */
+const MAX_PREAUTH_MESSAGE_BYTES = 16 * 1024;
+
+/** The largest message after login, either way (Prosody's default websocket_frame_buffer_limit is 2 MiB). */
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
+
+type State = "open" | "features" | "sasl-response" | "deciding" | "done";
+
+/**
+ * One XMPP-over-WebSocket client (RFC 7395) from upgrade to relay: the same
+ * pre-auth dialogue as on TCP, minus STARTTLS (the WebSocket's own TLS, or the
+ * front's, protects it), then a see-other-uri redirect or a forward to the
+ * node's own WebSocket endpoint with the client's login replayed.
+ */
+export class WebSocketSession {
+  private state: State = "open";
+  private domain = "";
+  private lang: string | undefined;
+  private readonly reader: MessageReader;
+  private bytesSeen = 0;
+  private saslFailures = 0;
+  private offered: readonly Mechanism[] = [];
+  private mechanism: Mechanism | undefined;
+  /** Messages that arrived while the node was chosen and dialed: replayed after the login. */
+  private held: Buffer[] = [];
+  private readonly left = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private outcome: ConnectionOutcome | undefined;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly clientAddress: string,
+    private readonly settings: WebSocketSessionSettings,
+    private readonly router: Router,
+    private readonly nodes: NodeTableHolder,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
+    this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
+    metrics.activeConnections.inc({ listener: settings.listener.name });
+    socket.on("message", this.onMessage);
+    socket.once("close", () => {
+      clearTimeout(this.timer);
+      this.left.abort();
+      metrics.activeConnections.dec({ listener: settings.listener.name });
+      if (this.state !== "done") {
+        this.state = "done";
+        this.finish("abandoned");
+      }
+    });
+    socket.on("error", (err: Error) => {
+      log.info({ err: err.message }, "WebSocket error from the client");
+      socket.terminate();
+    });
+  }
+
+  private readonly onMessage = (data: RawData): void => {
+    if (this.state === "done") return;
+    const message = toBuffer(data);
+    if (this.state === "deciding") {
+      this.bytesSeen += message.length;
+      if (this.bytesSeen > this.settings.maxPreAuthBytes) return this.fail(new StreamError("policy-violation", "too much data before login"));
+      this.held.push(message);
+      return;
+    }
+    try {
+      this.bytesSeen += message.length;
+      if (this.bytesSeen > this.settings.maxPreAuthBytes || message.length > MAX_PREAUTH_MESSAGE_BYTES) throw new StreamError("policy-violation", "too much data before login");
+      this.onElement(this.reader.read(message), message);
+    } catch (err) {
+      this.fail(err);
+    }
+  };
+
+  private onElement(el: Element, raw: Buffer): void {
+    const name = el.getName();
+    const ns = el.getNS();
+    if (ns === NS_FRAMING && name === "close") {
+      this.finish("abandoned");
+      return this.end(FRAMING_CLOSE_XML);
+    }
+    if (ns === NS_FRAMING && name === "open") return this.onOpen(el, raw);
+    if (this.state === "open") throw new StreamError("invalid-namespace", "the first message must be an RFC 7395 <open/>");
+    if (ns === NS_SASL) {
+      if (name === "auth" && this.state === "features") return this.onAuth(el);
+      if (name === "response" && this.state === "sasl-response" && this.mechanism !== undefined) return this.onInitialResponse(this.mechanism, el.getText());
+      if (name === "abort") return this.saslFailed(new SaslError("aborted", "the client aborted the login"));
+    }
+    if ((ns === NS_CLIENT || ns === "") && STANZA_NAMES.has(name)) throw new StreamError("not-authorized", "stanzas are not allowed before login");
+    throw new StreamError("unsupported-stanza-type", `<${name}/> is not expected here`);
+  }
+
+  private onOpen(el: Element, raw: Buffer): void {
+    const to = (el.attrs.to ?? "").toLowerCase();
+    this.lang = el.attrs["xml:lang"];
+    if (!this.settings.domains.has(to)) throw new StreamError("host-unknown", `this service does not serve '${to}'`);
+    this.domain = to;
+    const claimed = el.attrs.from === undefined ? null : parseBareJid(el.attrs.from);
+    if (this.settings.listener.phase === "open" && claimed !== null && claimed.domain === to) {
+      // Phase open: the node gets the client's own <open/> and answers with its own features.
+      return void this.decide(claimed.bare, undefined, [raw], false);
+    }
+    this.send(framingOpenXml({ from: to, id: randomBytes(8).toString("hex"), lang: this.lang }));
+    this.offered = this.settings.mechanisms(to);
+    this.send(framedFeaturesXml(this.offered));
+    this.state = "features";
+  }
+
+  private onAuth(el: Element): void {
+    const mechanism = this.offered.find((m) => m === (el.attrs.mechanism ?? ""));
+    if (mechanism === undefined) return this.saslFailed(new SaslError("invalid-mechanism", `mechanism '${el.attrs.mechanism ?? ""}' is not offered`));
+    const text = el.getText();
+    if (text.trim() === "") {
+      this.mechanism = mechanism;
+      this.state = "sasl-response";
+      return this.send(EMPTY_CHALLENGE_XML);
+    }
+    this.onInitialResponse(mechanism, text);
+  }
+
+  private onInitialResponse(mechanism: Mechanism, text: string): void {
+    let jid: string | null;
+    try {
+      jid = saslIdentity(mechanism, decodeSaslPayload(text), this.domain);
+    } catch (err) {
+      if (!(err instanceof SaslError)) throw err;
+      return this.saslFailed(err);
+    }
+    void this.decide(jid, mechanism, [Buffer.from(authXml(mechanism, text.trim()))], true);
+  }
+
+  private saslFailed(err: SaslError): void {
+    this.saslFailures += 1;
+    this.mechanism = undefined;
+    this.state = "features";
+    this.log.info({ condition: err.condition, reason: err.message }, "SASL attempt refused");
+    this.send(saslFailureXml(err.condition, err.message));
+    if (this.saslFailures >= this.settings.maxSaslFailures) throw new StreamError("policy-violation", "too many failed login attempts");
+  }
+
+  // --- the decision ------------------------------------------------------------
+
+  private async decide(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
+    if (this.settings.authFailures.blocked(this.clientAddress, jid) !== null) return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
+    this.state = "deciding";
+    try {
+      if (this.settings.listener.mode === "redirect") {
+        const decision = await this.router.route({ jid, domain: this.domain }, this.log);
+        if (this.settled) return;
+        if (decision !== null && decision.node.ws !== undefined) return this.redirect(jid, decision);
+        if (decision !== null) this.log.warn({ node: decision.node.id }, "the node has no ws= URL to redirect WebSocket clients to: forwarding instead");
+      }
+      await this.forward(jid, mechanism, replay, openStream);
+    } catch (err) {
+      this.log.error({ err }, "WebSocket handoff failed");
+      this.fail(new StreamError("internal-server-error", "internal error"));
+    }
+  }
+
+  private redirect(jid: string | null, decision: RouteDecision): void {
+    decision.lease.redirected();
+    this.finish("redirected");
+    this.log.info({ jid, node: decision.node.id, via: decision.via, to: decision.node.ws }, "redirected");
+    this.end(seeOtherUriXml(decision.node.ws!));
+  }
+
+  private async forward(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
+    const exclude = new Set<string>();
+    for (;;) {
+      if (this.left.signal.aborted) return;
+      const decision = await this.router.route({ jid, domain: this.domain, exclude }, this.log);
+      if (this.settled) return;
+      if (decision === null) return this.noNode(jid, mechanism);
+      const url = decision.node.wsInternal;
+      if (url === undefined) {
+        this.log.warn({ node: decision.node.id }, "the node has no ws-internal= URL: WebSocket clients cannot be forwarded to it");
+        exclude.add(decision.node.id);
+        if (decision.via === "strategy") decision.lease.refused();
+        continue;
+      }
+      let upstream: WebSocket;
+      try {
+        upstream = await dialNodeWebSocket(url, { domain: this.domain, timeoutMs: this.settings.dialTimeoutMs, ca: this.settings.backendCa, signal: this.left.signal, maxMessageBytes: MAX_MESSAGE_BYTES, clientAddress: this.clientAddress, skipOpen: !openStream });
+      } catch (err) {
+        if (!(err instanceof UpstreamError)) throw err;
+        if (this.left.signal.aborted) {
+          if (decision.via === "strategy") decision.lease.refused();
+          return;
+        }
+        this.metrics.dialFailures.inc({ node: decision.node.id });
+        this.log.warn({ node: decision.node.id, err: err.message, code: err.code }, "node WebSocket dial failed");
+        if (err.nodeFault) this.nodes.reportDialFailure(decision.node.id);
+        exclude.add(decision.node.id);
+        continue;
+      }
+      return this.startRelay(jid, decision, upstream, replay);
+    }
+  }
+
+  private startRelay(jid: string | null, decision: RouteDecision, upstream: WebSocket, replay: Buffer[]): void {
+    const node: NodeView = decision.node;
+    if (this.state === "done" || this.socket.readyState !== this.socket.OPEN) {
+      upstream.terminate();
+      if (decision.via === "strategy") decision.lease.refused();
+      return;
+    }
+    this.state = "done";
+    clearTimeout(this.timer);
+    this.socket.off("message", this.onMessage);
+    // Text frames: RFC 7395 3.2, and Prosody closes on a binary one (1003).
+    for (const message of [...replay, ...this.held]) upstream.send(message, { binary: false });
+    this.held = [];
+    this.finish("forwarded");
+    this.metrics.forwardedActive.inc({ node: node.id });
+    // The node's SASL verdict decides whether the directory keeps the claim (as on TCP).
+    let verdict: "pending" | "success" | "failure" = "pending";
+    relayWebSockets(
+      this.socket,
+      upstream,
+      (stats) => {
+        this.metrics.forwardedActive.dec({ node: node.id });
+        this.metrics.relayBytes.inc({ direction: "up" }, stats.up);
+        this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
+        if (verdict === "success") decision.lease.closed();
+        else decision.lease.refused();
+        this.log.info({ node: node.id, up: stats.up, down: stats.down, code: stats.code, by: stats.closedBy }, "forwarded WebSocket closed");
+      },
+      (message) => {
+        if (verdict === "success") return;
+        const text = message.toString("utf8", 0, Math.min(message.length, 200));
+        if (/^\s*<success[\s/>]/.test(text)) {
+          verdict = "success";
+          decision.lease.opened();
+        } else if (/^\s*<failure[\s/>]/.test(text) && text.includes(NS_SASL)) {
+          verdict = "failure";
+          this.metrics.authFailures.inc({ node: node.id });
+          this.settings.authFailures.record(this.clientAddress, jid);
+          decision.lease.refused();
+        }
+      },
+    );
+    this.log.info({ jid, node: node.id, via: decision.via, internal: node.wsInternal }, "forwarded");
+  }
+
+  private noNode(jid: string | null, mechanism: Mechanism | undefined): void {
+    this.log.warn({ jid, domain: this.domain }, "no cluster node available for this login");
+    if (mechanism === undefined) return this.fail(new StreamError("remote-connection-failed", "no cluster node is available"));
+    this.state = "features";
+    const held = this.held;
+    this.held = [];
+    try {
+      this.saslFailed(new SaslError("temporary-auth-failure", "no cluster node is available; try again later"));
+      for (const message of held) this.onElement(this.reader.read(message), message);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** Read through a getter: the state changes while a decision is awaited. */
+  private get settled(): boolean {
+    return this.state === "done";
+  }
+
+  // --- output ----------------------------------------------------------------
+
+  private send(xml: string): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(xml);
+  }
+
+  private finish(outcome: ConnectionOutcome): void {
+    if (this.outcome !== undefined) return;
+    this.outcome = outcome;
+    this.metrics.connections.inc({ listener: this.settings.listener.name, outcome, transport: "websocket" });
+  }
+
+  /** Sends the last message, then closes the WebSocket (and cuts it off if the client does not close its side). */
+  private end(lastMessage: string): void {
+    this.state = "done";
+    clearTimeout(this.timer);
+    this.send(lastMessage);
+    if (this.socket.readyState === this.socket.OPEN) this.socket.close(1000);
+    setTimeout(() => this.socket.terminate(), 2000).unref();
+  }
+
+  /** RFC 7395 3.6: the stream error in a message of its own, then `<close/>`. Client mistakes are logged at info. */
+  private fail(err: unknown): void {
+    if (this.state === "done") return;
+    const streamError = err instanceof StreamError ? err : new StreamError("internal-server-error", "internal error", { cause: err });
+    if (err instanceof StreamError) this.log.info({ condition: err.condition, reason: err.message }, "client rejected");
+    else this.log.error({ err }, "unexpected error in the WebSocket dialogue");
+    this.metrics.streamErrors.inc({ condition: streamError.condition });
+    this.finish("rejected");
+    if (this.domain === "" && this.state === "open") this.send(framingOpenXml({ from: [...this.settings.domains][0] ?? "localhost", id: randomBytes(8).toString("hex") }));
+    this.send(framedStreamErrorXml(streamError.condition, streamError.message));
+    this.end(FRAMING_CLOSE_XML);
+  }
+}
