@@ -239,7 +239,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
           (err: Error) => {
             // Not a client's mistake to answer in XMPP: whatever sent it is not the front this listener expects.
             log.info({ listener: listenerConfig.name, peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, "connection without a valid PROXY header closed");
-            metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected" });
+            metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected", transport: "tcp" });
             socket.destroy();
           },
         );

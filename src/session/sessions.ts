@@ -88,7 +88,7 @@ export class ClientConnection {
   finish(outcome: ConnectionOutcome): void {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
-    this.metrics.connections.inc({ listener: this.listener.name, outcome });
+    this.metrics.connections.inc({ listener: this.listener.name, outcome, transport: "tcp" });
     if (outcome === "forwarded" || outcome === "redirected") {
       this.preAuth = false;
       this.admission.leftPreAuth();
@@ -256,7 +256,7 @@ export class ClientConnections {
    */
   private refuse(raw: Socket, listener: ListenerConfig, client: ClientAddress, reason: Refusal): void {
     this.metrics.rejected.inc({ reason });
-    this.metrics.connections.inc({ listener: listener.name, outcome: "rejected" });
+    this.metrics.connections.inc({ listener: listener.name, outcome: "rejected", transport: "tcp" });
     this.log.debug({ client: `${client.address}:${client.port}`, listener: listener.name, reason }, "connection refused by a limit");
     raw.on("error", () => {});
     if (listener.kind !== "starttls") return void raw.destroy();

@@ -54,7 +54,7 @@ async function slowNode(delayMs: number): Promise<{ port: number; sides: NodeSid
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const count = async (lb: TestBalancer, outcome: string): Promise<number> => {
   const text = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_connections_total");
-  return Number(new RegExp(`outcome="${outcome}"} (\\d+)`).exec(text)?.[1] ?? 0);
+  return Number(new RegExp(`outcome="${outcome}",transport="tcp"} (\\d+)`).exec(text)?.[1] ?? 0);
 };
 
 describe("a client that leaves", () => {

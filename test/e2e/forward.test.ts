@@ -52,7 +52,7 @@ describe("forward mode", () => {
     assert.equal(plain.jid?.toString().split("/")[0], "bob@lb.test");
     assert.ok(cluster.nodes.map((n) => n.id).includes(await nodeOf(plain)));
     const forwarded = await plainLb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_connections_total");
-    assert.match(forwarded, /outcome="forwarded"} 1/);
+    assert.match(forwarded, /outcome="forwarded",transport="tcp"} 1/);
   });
 
   it("logs each decision with the JID, never a password or SASL payload, even at trace level", async () => {

@@ -126,7 +126,7 @@ describe("pre-auth dialogue", () => {
 
   it("counts outcomes and stream errors in the metrics", async () => {
     const connections = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_connections_total");
-    assert.match(connections, /listener="127.0.0.1:0",outcome="rejected"} (\d+)/);
+    assert.match(connections, /listener="127.0.0.1:0",outcome="rejected",transport="tcp"} (\d+)/);
     const errors = await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_stream_errors_total");
     assert.match(errors, /condition="host-unknown"} 1/);
     assert.match(errors, /condition="restricted-xml"} 1/);

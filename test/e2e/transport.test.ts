@@ -88,7 +88,7 @@ describe("transports and admin endpoint", () => {
     assert.deepEqual(nodes.nodes.map((n) => [n.id, n.state]), [["n1", "up"], ["n2", "up"]]);
     assert.equal(nodes.nodes.reduce((sum, n) => sum + n.load, 0), 1);
     const metrics = await (await fetch(`${base}/metrics`)).text();
-    assert.match(metrics, /xmpp_lb_connections_total\{listener="127.0.0.1:0",outcome="forwarded"\} 1/);
+    assert.match(metrics, /xmpp_lb_connections_total\{listener="127.0.0.1:0",outcome="forwarded",transport="tcp"\} 1/);
     assert.match(metrics, /xmpp_lb_forwarded_connections\{node="n[12]"\} 1/);
     assert.match(metrics, /xmpp_lb_routing_decision_seconds_count\{via="strategy"\} 1/);
     assert.match(metrics, /xmpp_lb_node_up\{node="n1"\} 1/);

@@ -49,7 +49,7 @@ describe("--workers", () => {
     assert.equal(forwardedBy.size, 2, "both worker processes forwarded sessions");
 
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
-    assert.match(metrics, /^xmpp_lb_connections_total\{listener="127\.0\.0\.1:0",outcome="forwarded"\} 12$/m, "the primary sums both workers");
+    assert.match(metrics, /^xmpp_lb_connections_total\{listener="127\.0\.0\.1:0",outcome="forwarded",transport="tcp"\} 12$/m, "the primary sums both workers");
     assert.match(metrics, /^xmpp_lb_node_up\{node="n1"\} 1$/m);
 
     await stopAll(clients.splice(0));
