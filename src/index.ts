@@ -151,6 +151,9 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   });
   const connections = new ClientConnections(metrics, log, admission, config.domains[0] ?? "localhost");
   const listeners: BoundListener[] = [];
+  /** WebSocket sessions and what destroys their listeners' connections: the TCP ones are in `connections`. */
+  const webSessions = new Set<WebSocketSession>();
+  const webListenerTeardowns: (() => void)[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
   const closeAll = async (drainMs = 0): Promise<void> => {
     health.stop();
@@ -161,8 +164,13 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     connections.shutdown();
+    for (const session of webSessions) session.shutdown();
     // Let the <system-shutdown/> errors reach their clients, and forwarded sessions drain, for a while.
-    const deadline = setTimeout(() => connections.destroyAll(), Math.max(drainMs, LINGER_MS.shutdown));
+    const deadline = setTimeout(() => {
+      connections.destroyAll();
+      for (const session of webSessions) session.terminate();
+      for (const teardown of webListenerTeardowns) teardown();
+    }, Math.max(drainMs, LINGER_MS.shutdown));
     await Promise.all(closed);
     clearTimeout(deadline);
     if (admin !== undefined) {
@@ -193,17 +201,27 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         maxPayload: WS_MAX_MESSAGE_BYTES,
         pingIntervalMs: config.wsPingIntervalMs,
         secureContext: () => tlsHolder?.current,
+        admission,
+        proxyTimeoutMs: config.loginTimeoutMs,
+        tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+        upgradeTimeoutMs: config.loginTimeoutMs,
         onRefused: (reason, peer) => {
-          log.info({ listener: listenerConfig.name, peer, reason }, "WebSocket upgrade refused");
-          metrics.rejected.inc({ reason: `websocket-${reason}` });
+          // The connection limits count as on TCP; the upgrade's own checks and a bad PROXY header by name.
+          const upgrade = reason === "subprotocol" || reason === "origin";
+          if (reason !== "proxy-header") metrics.rejected.inc({ reason: upgrade ? `websocket-${reason}` : reason });
           metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected", transport: "websocket" });
+          // A limit's refusals are logged at debug: a flood must not flood the log.
+          const level = upgrade || reason === "proxy-header" ? "info" : "debug";
+          log[level]({ listener: listenerConfig.name, peer, reason }, "WebSocket connection refused");
         },
       },
-      (socket, request) => {
-        const address = request.socket.remoteAddress ?? "";
-        new WebSocketSession(socket, address, settings, router, nodes, metrics, log.child({ listener: listenerConfig.name, client: address, transport: "websocket" }));
+      (socket, client) => {
+        const session = new WebSocketSession(socket, client, settings, router, nodes, metrics, log.child({ listener: listenerConfig.name, client: `${client.address}:${client.port}`, transport: "websocket" }));
+        webSessions.add(session);
+        socket.once("close", () => webSessions.delete(session));
       },
     );
+    webListenerTeardowns.push(bound.destroyAll);
     log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, path: listenerConfig.path, address: bound.address }, "listening");
     return bound;
   };

@@ -18,6 +18,14 @@ export interface AdmissionLimits {
 
 export type Refusal = "max-connections" | "address-connections" | "address-rate" | "preauth-connections";
 
+/** What a refused client reads: in a stream error's text (TCP) or an HTTP answer's body (WebSocket). */
+export const REFUSAL_TEXT: Record<Refusal, string> = {
+  "max-connections": "the service is at its connection limit; try again later",
+  "preauth-connections": "too many logins are in progress; try again later",
+  "address-connections": "too many connections from your address",
+  "address-rate": "too many new connections from your address; slow down",
+};
+
 interface PerAddress {
   open: number;
   /** Connections started in the current one-second window. */
@@ -87,5 +95,30 @@ export class Admission {
   private sweep(): void {
     const now = this.now();
     for (const [address, entry] of this.byAddress) if (entry.open === 0 && now - entry.windowStart >= 1000) this.byAddress.delete(address);
+  }
+}
+
+/** One admitted connection's hold on the counts: it leaves the pre-auth count once, and the open count at close. */
+export class AdmissionTicket {
+  private preAuth = true;
+  private open = true;
+
+  constructor(
+    private readonly admission: Admission,
+    readonly address: string,
+  ) {}
+
+  /** The connection was handed over (forwarded or redirected). */
+  leftPreAuth(): void {
+    if (!this.preAuth) return;
+    this.preAuth = false;
+    this.admission.leftPreAuth();
+  }
+
+  closed(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.admission.closed(this.address, this.preAuth);
+    this.preAuth = false;
   }
 }

@@ -2,8 +2,14 @@ import http from "node:http";
 import net from "node:net";
 import tls from "node:tls";
 import { WebSocketServer, type WebSocket } from "ws";
+import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { WS_SUBPROTOCOL } from "../xmpp/framing.js";
+import { AdmissionTicket, REFUSAL_TEXT, type Admission, type Refusal } from "./admission.js";
 import type { BoundListener, ListenerConfig } from "./listener.js";
+import { readProxyHeader } from "./proxy-reader.js";
+
+/** Why a WebSocket client was turned away before its session began. */
+export type WebSocketRefusal = Refusal | "subprotocol" | "origin" | "proxy-header";
 
 export interface WebSocketListenerOptions {
   /** Allowed Origin headers; empty: any origin (RFC 6455 10.2: browsers send one, other clients may not). */
@@ -14,33 +20,106 @@ export interface WebSocketListenerOptions {
   pingIntervalMs: number;
   /** wss:// only: the current TLS context (reloadable). */
   secureContext?: () => tls.SecureContext | undefined;
-  /** Told of every refused upgrade (wrong subprotocol, Origin), for the metrics. */
-  onRefused: (reason: "subprotocol" | "origin", peer: string) => void;
+  /** The connection limits shared with the TCP listeners, applied to each TCP connection before any HTTP. */
+  admission: Admission;
+  /** The longest a PROXY header, then the TLS handshake (wss://), may take. */
+  proxyTimeoutMs: number;
+  tlsHandshakeTimeoutMs: number;
+  /** The longest from accept to the WebSocket upgrade: slow HTTP headers cannot hold a connection slot. */
+  upgradeTimeoutMs: number;
+  /** Told of every connection or upgrade turned away, for the log and metrics. */
+  onRefused: (reason: WebSocketRefusal, peer: string) => void;
+}
+
+/** A WebSocket client as the session sees it: its real address and its hold on the connection limits. */
+export interface WebSocketClient {
+  address: string;
+  port: number;
+  /** Query parameters of the upgrade request (the `from` hint of phase open). */
+  query: URLSearchParams;
+  admission: AdmissionTicket;
+}
+
+/** HTTP status for a limit's refusal: the service is full (503), or this address asks too much (429). */
+const REFUSAL_STATUS: Record<Refusal, string> = {
+  "max-connections": "503 Service Unavailable",
+  "preauth-connections": "503 Service Unavailable",
+  "address-connections": "429 Too Many Requests",
+  "address-rate": "429 Too Many Requests",
+};
+
+function refusalResponse(reason: Refusal): string {
+  const body = `${REFUSAL_TEXT[reason]}\n`;
+  return `HTTP/1.1 ${REFUSAL_STATUS[reason]}\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 /**
- * An HTTP(S) server whose `path` upgrades to XMPP over WebSocket (RFC 7395):
- * the `xmpp` subprotocol is required, the Origin checked, and idle clients
- * pinged. Everything else on the server answers 404 (the `ws` package does so
- * for other paths and plain requests get the handler below).
+ * An HTTP(S) server whose `path` upgrades to XMPP over WebSocket (RFC 7395).
+ * Each TCP connection first passes what a TCP listener's does: its PROXY
+ * header when the listener expects one, the connection limits (by the real
+ * client address), and for wss:// the TLS handshake deadline; then the
+ * upgrade, which must come within the upgrade deadline, ask for the `xmpp`
+ * subprotocol and carry an allowed Origin. Idle clients are pinged. Other
+ * paths answer 404 (the `ws` package) and plain requests 426.
  */
-export function listenWebSocket(config: ListenerConfig, options: WebSocketListenerOptions, onSocket: (socket: WebSocket, request: http.IncomingMessage) => void): Promise<BoundListener> {
+export function listenWebSocket(config: ListenerConfig, options: WebSocketListenerOptions, onSocket: (socket: WebSocket, client: WebSocketClient) => void): Promise<BoundListener & { destroyAll(): void }> {
   const plainRequest = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" }).end("XMPP over WebSocket (RFC 7395) only\n");
   };
   const web = http.createServer(plainRequest);
-  // wss://: TLS with the balancer's reloadable context (any client, with or without SNI), then HTTP.
-  const server: net.Server =
-    config.kind === "wss"
-      ? net.createServer((raw) => {
-          const context = options.secureContext?.();
-          if (context === undefined) return void raw.destroy();
-          const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ["http/1.1"] });
-          secure.on("error", () => secure.destroy());
-          secure.once("close", () => raw.destroy());
-          web.emit("connection", secure);
-        })
-      : web;
+  /** What the HTTP server sees of each connection (the TLS socket on wss://) to who it is. */
+  const clients = new WeakMap<net.Socket, { address: string; port: number; admission: AdmissionTicket; upgradeTimer: NodeJS.Timeout }>();
+  const raws = new Set<net.Socket>();
+
+  const admitted = (raw: net.Socket, address: string, port: number): void => {
+    const refusal = options.admission.admit(address);
+    if (refusal !== null) {
+      options.onRefused(refusal, address);
+      // Before a TLS handshake nothing can be said; on ws:// the client reads why.
+      if (config.kind === "wss") return void raw.destroy();
+      return endThenDestroy(raw, LINGER_MS.rejected, refusalResponse(refusal));
+    }
+    const admission = new AdmissionTicket(options.admission, address);
+    raw.once("close", () => admission.closed());
+    const upgradeTimer = setTimeout(() => raw.destroy(), options.upgradeTimeoutMs).unref();
+    raw.once("close", () => clearTimeout(upgradeTimer));
+    if (config.kind === "ws") {
+      clients.set(raw, { address, port, admission, upgradeTimer });
+      web.emit("connection", raw);
+      // A PROXY reader leaves the socket paused, with what followed the header put back.
+      raw.resume();
+      return;
+    }
+    // wss://: TLS with the balancer's reloadable context (any client, with or without SNI), then HTTP.
+    const context = options.secureContext?.();
+    if (context === undefined) return void raw.destroy();
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ["http/1.1"] });
+    const handshakeTimer = setTimeout(() => raw.destroy(), options.tlsHandshakeTimeoutMs).unref();
+    secure.once("secure", () => clearTimeout(handshakeTimer));
+    secure.on("error", () => secure.destroy());
+    secure.once("close", () => (clearTimeout(handshakeTimer), raw.destroy()));
+    clients.set(secure, { address, port, admission, upgradeTimer });
+    web.emit("connection", secure);
+  };
+
+  const server = net.createServer({ noDelay: true }, (raw) => {
+    raws.add(raw);
+    raw.once("close", () => raws.delete(raw));
+    raw.on("error", () => raw.destroy());
+    const peer = { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
+    if (!config.proxyProtocol) return admitted(raw, peer.address, peer.port);
+    readProxyHeader(raw, options.proxyTimeoutMs).then(
+      (header) => {
+        const source = header.addresses?.source ?? peer;
+        admitted(raw, source.address, source.port);
+      },
+      () => {
+        options.onRefused("proxy-header", `${peer.address}:${peer.port}`);
+        raw.destroy();
+      },
+    );
+  });
+
   const wss = new WebSocketServer({
     server: web,
     path: config.path,
@@ -49,7 +128,7 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     // Checked in verifyClient already: here the one protocol is echoed back.
     handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
     verifyClient: (info: { origin: string; req: http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
-      const peer = info.req.socket.remoteAddress ?? "";
+      const peer = clients.get(info.req.socket)?.address ?? "";
       const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
       if (!protocols.includes(WS_SUBPROTOCOL)) {
         options.onRefused("subprotocol", peer);
@@ -64,9 +143,13 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
   });
   const alive = new WeakMap<WebSocket, boolean>();
   wss.on("connection", (socket, request) => {
+    const client = clients.get(request.socket);
+    if (client === undefined) return void socket.terminate();
+    clearTimeout(client.upgradeTimer);
     alive.set(socket, true);
     socket.on("pong", () => alive.set(socket, true));
-    onSocket(socket, request);
+    const query = new URL(request.url ?? "/", "http://localhost").searchParams;
+    onSocket(socket, { address: client.address, port: client.port, query, admission: client.admission });
   });
   if (options.pingIntervalMs > 0) {
     const pinger = setInterval(() => {
@@ -81,19 +164,23 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     }, options.pingIntervalMs).unref();
     server.once("close", () => clearInterval(pinger));
   }
-  // Closing the listener closes its WebSockets too (the HTTP server waits for them otherwise).
+  // Closing stops accepting and lets idle HTTP connections go; WebSocket sessions are the
+  // balancer's to end (the dialogue's with <system-shutdown/>, relayed ones after the drain).
   const close = server.close.bind(server);
   server.close = ((cb?: (err?: Error) => void) => {
-    for (const socket of wss.clients) socket.terminate();
     wss.close();
+    web.closeIdleConnections();
     return close(cb);
   }) as typeof server.close;
+  const destroyAll = (): void => {
+    for (const raw of raws) raw.destroy();
+  };
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host: config.host, port: config.port, backlog: 1024 }, () => {
       server.off("error", reject);
       const addr = server.address() as net.AddressInfo;
-      resolve({ config, server, address: { host: addr.address, port: addr.port } });
+      resolve({ config, server, address: { host: addr.address, port: addr.port }, destroyAll });
     });
   });
 }

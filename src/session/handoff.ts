@@ -1,13 +1,12 @@
 import net, { type Socket } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { NodeView, ProxyVersion } from "../cluster/node.js";
 import { proxyHeader } from "../net/proxy-header.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
-import { UpstreamError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import { LINGER_MS } from "../net/linger.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
+import { dialChosenNode } from "./node-dialer.js";
 import { relay, type ClientTrafficLimit } from "../upstream/relay.js";
 import type { TrafficLimit } from "../upstream/traffic-limit.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
@@ -16,19 +15,6 @@ import { NodeAdvice } from "./node-advice.js";
 import type { AuthFailures } from "./auth-failures.js";
 import type { RedirectMemory } from "./redirect-memory.js";
 import type { ClientConnection } from "./sessions.js";
-
-/** The first pause before refused nodes are dialed again; it doubles each time. */
-const RETRY_FIRST_MS = 100;
-
-/** Waits `ms`; false when the client left meanwhile. */
-async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  try {
-    await sleep(ms, undefined, { signal });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** What the pre-auth dialogue learnt, handed over for the decision. */
 export interface Login {
@@ -92,50 +78,14 @@ export class Handoff {
     return { outcome: "redirected", node };
   }
 
-  /**
-   * Dials the node the router names and relays. A failed dial asks the router
-   * again without that node; when no node is left, the refused ones are tried
-   * again with a short backoff until --dial-timeout has passed since the
-   * first attempt: a node restarting for a second is waited for, not refused.
-   */
+  /** Dials the node the router names (see dialChosenNode for retries) and relays. */
   async forward(conn: ClientConnection, login: Login): Promise<HandoffResult> {
-    const exclude = new Set<string>();
-    const deadline = Date.now() + this.options.dial.timeoutMs;
-    let backoffMs = RETRY_FIRST_MS;
-    let recheckedOwner = false;
-    for (;;) {
-      if (conn.leftSignal.aborted) return { outcome: "abandoned" };
-      const decision = await this.router.route({ jid: login.jid, domain: login.domain, exclude }, conn.log);
-      if (decision === null) {
-        if (exclude.size === 0 || Date.now() + backoffMs > deadline) return { outcome: "no-node" };
-        if (!(await pause(backoffMs, conn.leftSignal))) return { outcome: "abandoned" };
-        backoffMs *= 2;
-        exclude.clear();
-        continue;
-      }
-      const { node } = decision;
-      let connection: NodeConnection;
-      try {
-        connection = await dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal, proxyHeader: this.proxyHeaderFor(node, conn) });
-      } catch (err) {
-        if (!(err instanceof UpstreamError)) throw err;
-        if (conn.leftSignal.aborted) return this.abandoned(decision);
-        this.metrics.dialFailures.inc({ node: node.id });
-        conn.log.warn({ node: node.id, err: err.message, code: err.code }, "node dial failed");
-        if (err.nodeFault) {
-          this.nodes.reportDialFailure(node.id);
-          // The JID's own node may only have been slow: let a probe decide before its users move.
-          if (decision.via === "directory" && !recheckedOwner) {
-            recheckedOwner = true;
-            const settled = await this.nodes.settled(node.id, this.options.dial.timeoutMs);
-            if (settled?.health === "up") continue;
-          }
-        }
-        exclude.add(node.id);
-        continue;
-      }
-      return this.startRelay(conn, login, decision, connection);
-    }
+    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, { jid: login.jid, domain: login.domain }, {
+      unusable: () => null,
+      dial: (node) => dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal, proxyHeader: this.proxyHeaderFor(node, conn) }),
+    }, { timeoutMs: this.options.dial.timeoutMs, signal: conn.leftSignal, log: conn.log });
+    if ("outcome" in chosen) return chosen;
+    return this.startRelay(conn, login, chosen.decision, chosen.connection);
   }
 
   /** The client's address for a node that reads PROXY headers: the real client, and the listener it reached. */

@@ -3,21 +3,13 @@ import type { StreamErrorCondition } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import type { Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
-import type { Admission, Refusal } from "../listener/admission.js";
+import { REFUSAL_TEXT, type Admission, type Refusal } from "../listener/admission.js";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { streamErrorXml } from "../xmpp/stream-error.js";
 import { streamOpenXml } from "../xmpp/stream-header.js";
 
 /** The abort reason when a client leaves: one shared value (a default abort() builds a DOMException with a stack each time). */
 const CLIENT_LEFT = Object.freeze({ reason: "the client left" });
-
-/** What a refused client reads in the stream error's text. */
-const LIMIT_TEXT: Record<Refusal, string> = {
-  "max-connections": "the service is at its connection limit; try again later",
-  "preauth-connections": "too many logins are in progress; try again later",
-  "address-connections": "too many connections from your address",
-  "address-rate": "too many new connections from your address; slow down",
-};
 
 export interface ClientAddress {
   address: string;
@@ -260,7 +252,7 @@ export class ClientConnections {
     this.log.debug({ client: `${client.address}:${client.port}`, listener: listener.name, reason }, "connection refused by a limit");
     raw.on("error", () => {});
     if (listener.kind !== "starttls") return void raw.destroy();
-    const xml = streamOpenXml({ from: this.domain, id: "refused" }) + streamErrorXml("policy-violation", LIMIT_TEXT[reason]);
+    const xml = streamOpenXml({ from: this.domain, id: "refused" }) + streamErrorXml("policy-violation", REFUSAL_TEXT[reason]);
     endThenDestroy(raw, LINGER_MS.rejected, xml);
   }
 

@@ -3,8 +3,9 @@ import type { Element } from "@xmpp/xml";
 import type { RawData, WebSocket } from "ws";
 import type { NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
-import { SaslError, StreamError, UpstreamError } from "../errors.js";
+import { SaslError, StreamError } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
+import type { WebSocketClient } from "../listener/websocket-listener.js";
 import type { Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
 import type { RouteDecision, Router } from "../router/router.js";
@@ -18,6 +19,7 @@ import { EMPTY_CHALLENGE_XML, authXml } from "../xmpp/nonzas.js";
 import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
 import { saslFailureXml } from "../xmpp/stream-error.js";
 import type { AuthFailures } from "./auth-failures.js";
+import { dialChosenNode } from "./node-dialer.js";
 
 export interface WebSocketSessionSettings {
   listener: ListenerConfig;
@@ -60,21 +62,25 @@ export class WebSocketSession {
   private readonly timer: NodeJS.Timeout;
   private outcome: ConnectionOutcome | undefined;
 
+  private readonly clientAddress: string;
+
   constructor(
     private readonly socket: WebSocket,
-    private readonly clientAddress: string,
+    private readonly client: WebSocketClient,
     private readonly settings: WebSocketSessionSettings,
     private readonly router: Router,
     private readonly nodes: NodeTableHolder,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
+    this.clientAddress = client.address;
     this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
     metrics.activeConnections.inc({ listener: settings.listener.name });
     socket.on("message", this.onMessage);
     socket.once("close", () => {
       clearTimeout(this.timer);
+      client.admission.closed();
       this.left.abort();
       metrics.activeConnections.dec({ listener: settings.listener.name });
       if (this.state !== "done") {
@@ -129,7 +135,9 @@ export class WebSocketSession {
     this.lang = el.attrs["xml:lang"];
     if (!this.settings.domains.has(to)) throw new StreamError("host-unknown", `this service does not serve '${to}'`);
     this.domain = to;
-    const claimed = el.attrs.from === undefined ? null : parseBareJid(el.attrs.from);
+    // Phase open: browsers' clients send no `from`; the page may name the account in the URL (?from=) instead.
+    const from = el.attrs.from ?? (this.settings.listener.phase === "open" ? (this.client.query.get("from") ?? undefined) : undefined);
+    const claimed = from === undefined ? null : parseBareJid(from);
     if (this.settings.listener.phase === "open" && claimed !== null && claimed.domain === to) {
       // Phase open: the node gets the client's own <open/> and answers with its own features.
       return void this.decide(claimed.bare, undefined, [raw], false);
@@ -199,36 +207,16 @@ export class WebSocketSession {
   }
 
   private async forward(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
-    const exclude = new Set<string>();
-    for (;;) {
-      if (this.left.signal.aborted) return;
-      const decision = await this.router.route({ jid, domain: this.domain, exclude }, this.log);
-      if (this.settled) return;
-      if (decision === null) return this.noNode(jid, mechanism);
-      const url = decision.node.wsInternal;
-      if (url === undefined) {
-        this.log.warn({ node: decision.node.id }, "the node has no ws-internal= URL: WebSocket clients cannot be forwarded to it");
-        exclude.add(decision.node.id);
-        if (decision.via === "strategy") decision.lease.refused();
-        continue;
-      }
-      let upstream: WebSocket;
-      try {
-        upstream = await dialNodeWebSocket(url, { domain: this.domain, timeoutMs: this.settings.dialTimeoutMs, ca: this.settings.backendCa, signal: this.left.signal, maxMessageBytes: MAX_MESSAGE_BYTES, clientAddress: this.clientAddress, skipOpen: !openStream });
-      } catch (err) {
-        if (!(err instanceof UpstreamError)) throw err;
-        if (this.left.signal.aborted) {
-          if (decision.via === "strategy") decision.lease.refused();
-          return;
-        }
-        this.metrics.dialFailures.inc({ node: decision.node.id });
-        this.log.warn({ node: decision.node.id, err: err.message, code: err.code }, "node WebSocket dial failed");
-        if (err.nodeFault) this.nodes.reportDialFailure(decision.node.id);
-        exclude.add(decision.node.id);
-        continue;
-      }
-      return this.startRelay(jid, decision, upstream, replay);
+    const signal = this.left.signal;
+    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, { jid, domain: this.domain }, {
+      unusable: (node) => (node.wsInternal === undefined ? "the node has no ws-internal= URL: WebSocket clients cannot be forwarded to it" : null),
+      dial: (node) => dialNodeWebSocket(node.wsInternal!, { domain: this.domain, timeoutMs: this.settings.dialTimeoutMs, ca: this.settings.backendCa, signal, maxMessageBytes: MAX_MESSAGE_BYTES, clientAddress: this.clientAddress, skipOpen: !openStream }),
+    }, { timeoutMs: this.settings.dialTimeoutMs, signal, log: this.log });
+    if (!("connection" in chosen)) {
+      if (chosen.outcome === "no-node" && !this.settled) this.noNode(jid, mechanism);
+      return;
     }
+    this.startRelay(jid, chosen.decision, chosen.connection, replay);
   }
 
   private startRelay(jid: string | null, decision: RouteDecision, upstream: WebSocket, replay: Buffer[]): void {
@@ -295,6 +283,16 @@ export class WebSocketSession {
     return this.state === "done";
   }
 
+  /** The balancer stops: a client still in the dialogue is told so; a relayed one is left to drain. */
+  shutdown(): void {
+    if (this.state !== "done") this.fail(new StreamError("system-shutdown", "the service is shutting down"));
+  }
+
+  /** Cuts the client off (and, through the relay, its node). */
+  terminate(): void {
+    this.socket.terminate();
+  }
+
   // --- output ----------------------------------------------------------------
 
   private send(xml: string): void {
@@ -304,6 +302,7 @@ export class WebSocketSession {
   private finish(outcome: ConnectionOutcome): void {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
+    if (outcome === "forwarded" || outcome === "redirected") this.client.admission.leftPreAuth();
     this.metrics.connections.inc({ listener: this.settings.listener.name, outcome, transport: "websocket" });
   }
 
