@@ -3,32 +3,12 @@ import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import { xml, type Client } from "@xmpp/client";
 import { WebSocket } from "ws";
+import { FRAMING, rawWebSocket, upgradeStatus } from "../support/websocket.js";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 
 const PASSWORD = "websocket pass";
-const FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
-
-/** A raw RFC 7395 client: sends messages, collects what comes back until the server closes. */
-async function rawWebSocket(url: string, options: { protocol?: string; origin?: string } = {}): Promise<{ socket: WebSocket; messages: string[]; closed: Promise<void> }> {
-  const socket = new WebSocket(url, options.protocol === undefined ? ["xmpp"] : [options.protocol], { origin: options.origin });
-  const messages: string[] = [];
-  socket.on("message", (data) => void messages.push(data.toString()));
-  const closed = once(socket, "close").then(() => undefined);
-  await once(socket, "open");
-  return { socket, messages, closed };
-}
-
-/** The HTTP status a refused upgrade gets. */
-async function upgradeStatus(url: string, options: { protocol: string; origin?: string }): Promise<number> {
-  const socket = new WebSocket(url, [options.protocol], { origin: options.origin });
-  socket.on("error", () => {});
-  const [, response] = (await once(socket, "unexpected-response")) as [unknown, { statusCode: number }];
-  socket.terminate();
-  return response.statusCode;
-}
-
 const plain = (user: string): string => Buffer.from(`\0${user}\0${PASSWORD}`).toString("base64");
 
 describe("XMPP over WebSocket (RFC 7395)", () => {
