@@ -231,7 +231,9 @@ export function parseListen(text: string, defaults: { mode: Mode; phase: Phase; 
     if (key === "mode") listener.mode = oneOf("listen mode", value, ["redirect", "forward"] as const);
     else if (key === "phase") listener.phase = oneOf("listen phase", value, ["open", "login"] as const);
     else if (key === "proxy" && value === "") listener.proxyProtocol = true;
-    else throw new ConfigError(`--listen: unknown option '${key}' in '${text}' (mode=, phase=, proxy)`);
+    else if (key === "forwarded-for" && value === "" && listener.path !== undefined) listener.forwardedFor = true;
+    else if (key === "forwarded-for") throw new ConfigError(`--listen: forwarded-for is only for ws:// and wss:// listeners in '${text}'`);
+    else throw new ConfigError(`--listen: unknown option '${key}' in '${text}' (mode=, phase=, proxy, forwarded-for)`);
   }
   return listener;
 }

@@ -17,6 +17,11 @@ export interface ListenerConfig {
   phase: Phase;
   /** Each connection starts with a PROXY protocol header (v1 or v2) from a front: the client's real address. */
   proxyProtocol: boolean;
+  /**
+   * WebSocket listeners behind an HTTP front (an AWS ALB, nginx): the client's address is the last
+   * X-Forwarded-For entry, the one the front appended, and the per-address limits apply at the upgrade.
+   */
+  forwardedFor?: boolean;
   /** WebSocket listeners: the HTTP path upgraded to WebSocket (e.g. /xmpp-websocket). */
   path?: string;
 }

@@ -41,16 +41,34 @@ export interface WebSocketClient {
 }
 
 /** HTTP status for a limit's refusal: the service is full (503), or this address asks too much (429). */
-const REFUSAL_STATUS: Record<Refusal, string> = {
-  "max-connections": "503 Service Unavailable",
-  "preauth-connections": "503 Service Unavailable",
-  "address-connections": "429 Too Many Requests",
-  "address-rate": "429 Too Many Requests",
+const REFUSAL_STATUS: Record<Refusal, number> = {
+  "max-connections": 503,
+  "preauth-connections": 503,
+  "address-connections": 429,
+  "address-rate": 429,
 };
 
 function refusalResponse(reason: Refusal): string {
   const body = `${REFUSAL_TEXT[reason]}\n`;
-  return `HTTP/1.1 ${REFUSAL_STATUS[reason]}\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  const status = REFUSAL_STATUS[reason];
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** The address the front appended to X-Forwarded-For (the last entry: earlier ones are the client's own say). */
+function forwardedFor(req: http.IncomingMessage): string | undefined {
+  const header = req.headers["x-forwarded-for"];
+  const last = (Array.isArray(header) ? header.join(",") : (header ?? "")).split(",").at(-1)?.trim();
+  return last === undefined || last === "" ? undefined : last;
+}
+
+/** Who a connection the HTTP server sees is (the TLS socket on wss://). */
+interface ConnectionEntry {
+  raw: net.Socket;
+  address: string;
+  port: number;
+  /** Taken at accept, or at the upgrade behind an HTTP front (`forwarded-for`). */
+  admission?: AdmissionTicket;
+  upgradeTimer: NodeJS.Timeout;
 }
 
 /**
@@ -67,24 +85,36 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" }).end("XMPP over WebSocket (RFC 7395) only\n");
   };
   const web = http.createServer(plainRequest);
-  /** What the HTTP server sees of each connection (the TLS socket on wss://) to who it is. */
-  const clients = new WeakMap<net.Socket, { address: string; port: number; admission: AdmissionTicket; upgradeTimer: NodeJS.Timeout }>();
+  const clients = new WeakMap<net.Socket, ConnectionEntry>();
   const raws = new Set<net.Socket>();
-
-  const admitted = (raw: net.Socket, address: string, port: number): void => {
+  /** Counts the connection against the limits from now until it closes, or says why not. */
+  const admit = (raw: net.Socket, address: string): AdmissionTicket | Refusal => {
     const refusal = options.admission.admit(address);
     if (refusal !== null) {
       options.onRefused(refusal, address);
-      // Before a TLS handshake nothing can be said; on ws:// the client reads why.
-      if (config.kind === "wss") return void raw.destroy();
-      return endThenDestroy(raw, LINGER_MS.rejected, refusalResponse(refusal));
+      return refusal;
     }
     const admission = new AdmissionTicket(options.admission, address);
     raw.once("close", () => admission.closed());
+    return admission;
+  };
+
+  const accepted = (raw: net.Socket, address: string, port: number): void => {
+    // Behind an HTTP front the peer is the front: the client's address, and its limits, wait for the request.
+    let admission: AdmissionTicket | undefined;
+    if (!config.forwardedFor) {
+      const ticket = admit(raw, address);
+      if (typeof ticket === "string") {
+        // Before a TLS handshake nothing can be said; on ws:// the client reads why.
+        if (config.kind === "wss") return void raw.destroy();
+        return endThenDestroy(raw, LINGER_MS.rejected, refusalResponse(ticket));
+      }
+      admission = ticket;
+    }
     const upgradeTimer = setTimeout(() => raw.destroy(), options.upgradeTimeoutMs).unref();
     raw.once("close", () => clearTimeout(upgradeTimer));
     if (config.kind === "ws") {
-      clients.set(raw, { address, port, admission, upgradeTimer });
+      clients.set(raw, { raw, address, port, admission, upgradeTimer });
       web.emit("connection", raw);
       // A PROXY reader leaves the socket paused, with what followed the header put back.
       raw.resume();
@@ -98,7 +128,7 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     secure.once("secure", () => clearTimeout(handshakeTimer));
     secure.on("error", () => secure.destroy());
     secure.once("close", () => (clearTimeout(handshakeTimer), raw.destroy()));
-    clients.set(secure, { address, port, admission, upgradeTimer });
+    clients.set(secure, { raw, address, port, admission, upgradeTimer });
     web.emit("connection", secure);
   };
 
@@ -107,11 +137,11 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     raw.once("close", () => raws.delete(raw));
     raw.on("error", () => raw.destroy());
     const peer = { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
-    if (!config.proxyProtocol) return admitted(raw, peer.address, peer.port);
+    if (!config.proxyProtocol) return accepted(raw, peer.address, peer.port);
     readProxyHeader(raw, options.proxyTimeoutMs).then(
       (header) => {
         const source = header.addresses?.source ?? peer;
-        admitted(raw, source.address, source.port);
+        accepted(raw, source.address, source.port);
       },
       () => {
         options.onRefused("proxy-header", `${peer.address}:${peer.port}`);
@@ -127,8 +157,16 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     perMessageDeflate: false,
     // Checked in verifyClient already: here the one protocol is echoed back.
     handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
-    verifyClient: (info: { origin: string; req: http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
-      const peer = clients.get(info.req.socket)?.address ?? "";
+    verifyClient: (info: { origin: string; req: http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string, headers?: http.OutgoingHttpHeaders) => void) => {
+      const entry = clients.get(info.req.socket);
+      if (entry === undefined) return done(false, 500);
+      if (entry.admission === undefined) {
+        entry.address = forwardedFor(info.req) ?? entry.address;
+        const ticket = admit(entry.raw, entry.address);
+        if (typeof ticket === "string") return done(false, REFUSAL_STATUS[ticket], REFUSAL_TEXT[ticket], { "Retry-After": "5" });
+        entry.admission = ticket;
+      }
+      const peer = entry.address;
       const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
       if (!protocols.includes(WS_SUBPROTOCOL)) {
         options.onRefused("subprotocol", peer);
@@ -144,7 +182,7 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
   const alive = new WeakMap<WebSocket, boolean>();
   wss.on("connection", (socket, request) => {
     const client = clients.get(request.socket);
-    if (client === undefined) return void socket.terminate();
+    if (client?.admission === undefined) return void socket.terminate();
     clearTimeout(client.upgradeTimer);
     alive.set(socket, true);
     socket.on("pong", () => alive.set(socket, true));

@@ -54,6 +54,7 @@ describe("configuration", () => {
       [{ ...base, listen: "0.0.0.0:1/xmpp-websocket" }, /a path is only for ws:\/\/ and wss:\/\/ listeners/],
       [{ ...base, listen: "wss://0.0.0.0:1/xmpp-websocket" }, /a wss:\/\/ listener needs --tls-cert/],
       [{ ...base, node: ["id=n1,internal=10.0.0.1:5222,ws=http://n1.example.com/xmpp"] }, /is not a ws:\/\/ or wss:\/\/ URL/],
+      [{ ...base, listen: "0.0.0.0:5222,forwarded-for" }, /forwarded-for is only for ws:\/\/ and wss:\/\/ listeners/],
       [{ ...base, loginTimeout: "soon" }, /--login-timeout must be a number/],
     ];
     for (const [input, message] of bad) assert.throws(() => resolveConfig(input), (err: unknown) => err instanceof ConfigError && message.test(err.message), JSON.stringify(input));

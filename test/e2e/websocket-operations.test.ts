@@ -148,6 +148,26 @@ describe("WebSocket listeners in operation", () => {
     });
   });
 
+  describe("behind an HTTP front (forwarded-for)", () => {
+    it("counts the address the front appended to X-Forwarded-For, not the front's, nor what the client claimed before it", async () => {
+      const lb = await balancer(["ws://127.0.0.1:0/xmpp-websocket,forwarded-for"], { maxConnectionsPerAddress: 1 });
+      const through = (chain: string): string => UPGRADE(lb.port).replace("\r\n\r\n", `\r\nX-Forwarded-For: ${chain}\r\n\r\n`);
+      const first = await holdOpen(lb.port, through("198.51.100.1"));
+      sockets.push(first);
+      const [answer] = (await once(first, "data")) as [Buffer];
+      assert.match(answer.toString(), /^HTTP\/1\.1 101 /);
+      // The same client through the front, whatever it put in the header itself: over its limit.
+      const refused = await exchange(lb.port, through("192.0.2.50, 198.51.100.1"));
+      assert.match(refused.text, /^HTTP\/1\.1 429 Too Many Requests\r\n/);
+      assert.match(refused.text, /Retry-After: 5/i);
+      // Another client through the same front (the same peer address): upgraded.
+      const other = await holdOpen(lb.port, through("198.51.100.1, 198.51.100.2"));
+      sockets.push(other);
+      const [otherAnswer] = (await once(other, "data")) as [Buffer];
+      assert.match(otherAnswer.toString(), /^HTTP\/1\.1 101 /);
+    });
+  });
+
   describe("shutdown", () => {
     it("answers WebSocket clients mid-login with <system-shutdown/> and lets forwarded ones drain", async () => {
       const lb = await startBalancer({ listen: ["ws://127.0.0.1:0/xmpp-websocket"], allowPlaintext: true, node: nodeFlags(cluster.nodes), mode: "forward" });
