@@ -113,9 +113,9 @@ export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats)
   else limitedPump(client, node, traffic, fail);
   if (node instanceof NodeSocket) pumpFromNode(node, client, watcher);
   else pump(node, client, watcher);
-  // When one side is gone, the other may flush what it has, then it goes too.
-  client.on("error", fail).once("close", () => (endThenDestroy(node, LINGER_MS.relay), closed()));
-  node.on("error", fail).once("close", () => (endThenDestroy(client, LINGER_MS.relay), closed()));
+  // When one side is gone, the other may flush what it has, then it goes too. ('close' comes once: on() spares once()'s wrapper.)
+  client.on("error", fail).on("close", () => (endThenDestroy(node, LINGER_MS.relay), closed()));
+  node.on("error", fail).on("close", () => (endThenDestroy(client, LINGER_MS.relay), closed()));
   client.resume();
   node.resume();
 }
