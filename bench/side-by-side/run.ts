@@ -9,7 +9,8 @@
  *   logins    full logins (TLS, PLAIN, bind, close) to a real Prosody node: CPU per login,
  *             forward and redirect, next to Prosody's own CPU per login
  *
- * Run: npm run bench [-- --quick]   (a full run writes the table into BENCHMARKS.md)
+ * Run: npm run bench [-- --quick] [-- --only relay,idle,logins]
+ * (a full run of every scenario writes the table into BENCHMARKS.md; --only writes nothing)
  */
 import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
@@ -21,6 +22,10 @@ import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint } from
 import { cpuMs, rssKb } from "./proc.js";
 
 const quick = process.argv.includes("--quick");
+/** `--only relay,idle`: just these scenarios (for a focused measurement). */
+const onlyAt = process.argv.indexOf("--only");
+const only = onlyAt < 0 ? null : new Set((process.argv[onlyAt + 1] ?? "").split(","));
+const wanted = (scenario: "relay" | "idle" | "logins"): boolean => only === null || only.has(scenario);
 const ROUNDS = quick ? 1 : 2;
 const RELAY_SECONDS = quick ? 2 : 5;
 const IDLE_SESSIONS = quick ? 1000 : 8000;
@@ -147,11 +152,12 @@ if (version(HAPROXY, ["-v"]) === "not installed") {
 async function scenarios(): Promise<void> {
   const echo = await startEchoNode();
   try {
-    for (const tls of [false, true]) for (const sessions of [100, 1000]) await relay(sessions, tls, echo.port);
-    for (const tls of [false, true]) await idle(tls, echo.port);
+    if (wanted("relay")) for (const tls of [false, true]) for (const sessions of [100, 1000]) await relay(sessions, tls, echo.port);
+    if (wanted("idle")) for (const tls of [false, true]) await idle(tls, echo.port);
   } finally {
     await echo.stop();
   }
+  if (!wanted("logins")) return;
   let cluster: ProsodyCluster | undefined;
   try {
     cluster = await startProsodyCluster({ count: 1, externalPort: 0, users: [["bench", "bench"]] });
@@ -172,7 +178,7 @@ const table = [
   ...rows.map((r) => `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(mean(r.lb) / mean(r.haproxy)).toFixed(2)}x |`),
 ].join("\n");
 console.log(`\n${table}`);
-if (!quick && rows.length > 0) {
+if (!quick && only === null && rows.length > 0) {
   const file = new URL("../../BENCHMARKS.md", import.meta.url);
   const text = await readFile(file, "utf8");
   const start = "<!-- side-by-side:start -->";

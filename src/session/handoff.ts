@@ -6,8 +6,8 @@ import type { Metrics } from "../metrics.js";
 import { LINGER_MS } from "../net/linger.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
+import { relay, type ClientTrafficLimit, type NodeWatcher } from "../upstream/relay.js";
 import { dialChosenNode } from "./node-dialer.js";
-import { relay, type ClientTrafficLimit } from "../upstream/relay.js";
 import type { TrafficLimit } from "../upstream/traffic-limit.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
@@ -112,7 +112,7 @@ export class Handoff {
     const client = conn.handOver();
     if (connection.leftover.length > 0) client.write(connection.leftover);
     upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
-    this.watchLogin(upstream, decision, conn, login.jid);
+    const loginWatcher = this.watchLogin(upstream, decision, conn, login.jid);
     this.metrics.forwardedActive.inc({ node: node.id });
     relay(client, upstream, (stats) => {
       this.metrics.forwardedActive.dec({ node: node.id });
@@ -120,7 +120,7 @@ export class Handoff {
       this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
       decision.lease.closed();
       conn.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
-    }, this.trafficLimitFor(conn));
+    }, this.trafficLimitFor(conn), loginWatcher);
     conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
     return { outcome: "forwarded", node };
   }
@@ -140,27 +140,29 @@ export class Handoff {
 
   /**
    * The directory keeps an entry only for a login the node accepts: the
-   * node's SASL verdict is read from what it sends the client (beside the
-   * relay, which forwards it untouched), until its `<success/>`.
+   * node's SASL verdict is read from what it sends the client (the relay
+   * shows it each chunk before forwarding it untouched), until its `<success/>`.
    */
-  private watchLogin(upstream: Socket, decision: RouteDecision, conn: ClientConnection, jid: string | null): void {
+  private watchLogin(upstream: Socket, decision: RouteDecision, conn: ClientConnection, jid: string | null): NodeWatcher {
     const scanner = new SaslOutcomeScanner();
-    const onData = (chunk: Buffer): void => {
+    const onClose = (): void => {
+      conn.log.debug({ node: decision.node.id }, "the forwarded connection closed before a successful login");
+      decision.lease.refused();
+    };
+    upstream.once("close", onClose);
+    return (chunk) => {
       const outcome = scanner.push(chunk);
       if (outcome === "failure") {
         this.metrics.authFailures.inc({ node: decision.node.id });
         this.options.authFailures.record(conn.client.address, jid);
         decision.lease.refused();
       } else if (outcome === "success") {
-        upstream.off("data", onData).off("close", onClose);
+        upstream.off("close", onClose);
         decision.lease.opened();
+        return false;
       }
+      return true;
     };
-    const onClose = (): void => {
-      conn.log.debug({ node: decision.node.id }, "the forwarded connection closed before a successful login");
-      decision.lease.refused();
-    };
-    upstream.on("data", onData).once("close", onClose);
   }
 
   private abandoned(decision: RouteDecision): HandoffResult {

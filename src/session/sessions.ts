@@ -11,6 +11,12 @@ import { streamOpenXml } from "../xmpp/stream-header.js";
 /** The abort reason when a client leaves: one shared value (a default abort() builds a DOMException with a stack each time). */
 const CLIENT_LEFT = Object.freeze({ reason: "the client left" });
 
+/** What leftSignal gives once the relay has the connection: nothing is dialed for it any more, so nothing waits for it to abort. */
+const HANDED_OVER_SIGNAL = new AbortController().signal;
+
+/** The shutdown handler of a relayed connection: it is left to drain (one shared function, not one per connection). */
+const LEAVE_TO_DRAIN = (): void => {};
+
 export interface ClientAddress {
   address: string;
   port: number;
@@ -46,7 +52,8 @@ export class ClientConnection {
   private unreadEnd = false;
   private heldBytes = 0;
   private heldEnded = false;
-  private readonly left = new AbortController();
+  /** Dropped at the hand-off (see leftSignal): an idle relayed session keeps as little as it can. */
+  private left: AbortController | null = new AbortController();
   /** Still in the pre-auth dialogue: counted against --max-preauth-connections. */
   private preAuth = true;
 
@@ -62,8 +69,9 @@ export class ClientConnection {
   ) {
     this.socket = raw;
     raw.on("error", (err: Error) => this.log.debug({ err: err.message }, "client socket error"));
-    raw.once("close", () => {
-      this.left.abort(CLIENT_LEFT);
+    // 'close' comes once: on() spares the wrapper once() keeps per listener for the life of the connection.
+    raw.on("close", () => {
+      this.left?.abort(CLIENT_LEFT);
       this.finish("abandoned"); // only if nothing else was recorded
       this.metrics.activeConnections.dec({ listener: listener.name });
       this.admission.closed(client.address, this.preAuth);
@@ -73,7 +81,7 @@ export class ClientConnection {
 
   /** Aborted once the client has gone (closed, or half-closed while held): dials for it stop. */
   get leftSignal(): AbortSignal {
-    return this.left.signal;
+    return this.left?.signal ?? HANDED_OVER_SIGNAL;
   }
 
   /** Records how the connection ended up; the first outcome counts. */
@@ -145,7 +153,7 @@ export class ClientConnection {
       },
       end: () => {
         this.heldEnded = true;
-        this.left.abort(CLIENT_LEFT);
+        this.left?.abort(CLIENT_LEFT);
       },
     });
   }
@@ -165,7 +173,8 @@ export class ClientConnection {
     // Bytes nobody has read yet go back into the socket, for the relay's first read.
     if (this.unread.length > 0) this.socket.unshift(Buffer.concat(this.unread.splice(0)));
     this.input = null;
-    this.shutdownHandler = () => {};
+    this.shutdownHandler = LEAVE_TO_DRAIN;
+    this.left = null;
     return this.socket;
   }
 
@@ -232,7 +241,7 @@ export class ClientConnections {
     const log = this.log.child({ conn: id, client: `${address.address}:${address.port}`, listener: listener.name });
     const conn = new ClientConnection(raw, id, listener, address, log, this.metrics, this.admission);
     this.open.add(conn);
-    raw.once("close", () => this.open.delete(conn));
+    raw.on("close", () => this.open.delete(conn));
     return conn;
   }
 
