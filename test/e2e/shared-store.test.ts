@@ -80,13 +80,16 @@ describe("shared Redis store", () => {
     const heartbeat = (n: typeof second) => registry.registerNode(spec(n), 1500);
     await Promise.all([heartbeat(second), heartbeat(third)]);
     const beating = setInterval(() => void heartbeat(second).catch(() => {}), 400);
+    // n3 beats until users have reached it (logins take their own time), then stops.
+    const beatingThird = setInterval(() => void heartbeat(third).catch(() => {}), 400);
     try {
       await waitFor("both registered nodes are known", () => lb.balancer.nodes.table.get("n2") !== undefined && lb.balancer.nodes.table.get("n3") !== undefined, 3000);
       const seen = new Set<string>();
       for (const user of users.slice(0, 12)) seen.add(await nodeOf(await connect(lb, user)));
       assert.deepEqual([...seen].sort(), ["n1", "n2", "n3"], "registered nodes receive users");
 
-      // n3's heartbeat stopped at once: gone after its TTL (1.5 s) and one re-read.
+      // n3's heartbeat stops: gone after its TTL (1.5 s) and one re-read.
+      clearInterval(beatingThird);
       await waitFor("n3 is gone", () => lb.balancer.nodes.table.get("n3") === undefined, 4000);
       for (const user of users.slice(12, 24)) assert.notEqual(await nodeOf(await connect(lb, user)), "n3");
 
@@ -99,6 +102,7 @@ describe("shared Redis store", () => {
       await waitFor("n2 is undrained", () => lb.balancer.nodes.table.get("n2")?.state === "up", 3000);
     } finally {
       clearInterval(beating);
+      clearInterval(beatingThird);
       await registry.removeNode("n2");
       await registry.removeNode("n3");
       await registry.close();
