@@ -30,6 +30,9 @@ export async function login(opts: LoginOptions): Promise<Client> {
     password: opts.password,
     resource: opts.resource,
   });
+  // @xmpp/client waits 2 s for each stream header; its SCRAM runs on this process's event loop beside the
+  // balancer under test, and a slow machine can need longer without anything being wrong.
+  (xmpp as unknown as { timeout: number }).timeout = 10_000;
   if (!opts.reconnect) xmpp.reconnect.stop();
   if (opts.announceJid) {
     // RFC 6120 4.7.1: a client that knows its JID may put it in `from` (after TLS); xmpp.js does not by itself.
