@@ -3,7 +3,7 @@ import type { StreamErrorCondition } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import type { Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
-import { REFUSAL_TEXT, type Admission, type Refusal } from "../listener/admission.js";
+import { AdmissionTicket, REFUSAL_TEXT, type Admission, type Refusal } from "../listener/admission.js";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { streamErrorXml } from "../xmpp/stream-error.js";
 import { streamOpenXml } from "../xmpp/stream-header.js";
@@ -54,8 +54,6 @@ export class ClientConnection {
   private heldEnded = false;
   /** Dropped at the hand-off (see leftSignal): an idle relayed session keeps as little as it can. */
   private left: AbortController | null = new AbortController();
-  /** Still in the pre-auth dialogue: counted against --max-preauth-connections. */
-  private preAuth = true;
 
   constructor(
     raw: Socket,
@@ -65,7 +63,8 @@ export class ClientConnection {
     readonly client: ClientAddress,
     readonly log: Logger,
     private readonly metrics: Metrics,
-    private readonly admission: Admission,
+    /** Its hold on the connection limits (the pre-auth count until the hand-off, the open count until close). */
+    private readonly admission: AdmissionTicket,
   ) {
     this.socket = raw;
     raw.on("error", (err: Error) => this.log.debug({ err: err.message }, "client socket error"));
@@ -74,7 +73,7 @@ export class ClientConnection {
       this.left?.abort(CLIENT_LEFT);
       this.finish("abandoned"); // only if nothing else was recorded
       this.metrics.activeConnections.dec({ listener: listener.name });
-      this.admission.closed(client.address, this.preAuth);
+      this.admission.closed();
     });
     this.listen(raw);
   }
@@ -89,10 +88,7 @@ export class ClientConnection {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
     this.metrics.connections.inc({ listener: this.listener.name, outcome, transport: "tcp" });
-    if (outcome === "forwarded" || outcome === "redirected") {
-      this.preAuth = false;
-      this.admission.leftPreAuth();
-    }
+    if (outcome === "forwarded" || outcome === "redirected") this.admission.leftPreAuth();
   }
 
   /** A limit refused this connection's login (counted beside the connection limits). */
@@ -239,7 +235,7 @@ export class ClientConnections {
     this.metrics.activeConnections.inc({ listener: listener.name });
     const id = (++this.nextId).toString(36);
     const log = this.log.child({ conn: id, client: `${address.address}:${address.port}`, listener: listener.name });
-    const conn = new ClientConnection(raw, id, listener, address, log, this.metrics, this.admission);
+    const conn = new ClientConnection(raw, id, listener, address, log, this.metrics, new AdmissionTicket(this.admission, address.address));
     this.open.add(conn);
     raw.on("close", () => this.open.delete(conn));
     return conn;

@@ -62,8 +62,6 @@ export class WebSocketSession {
   private readonly timer: NodeJS.Timeout;
   private outcome: ConnectionOutcome | undefined;
 
-  private readonly clientAddress: string;
-
   constructor(
     private readonly socket: WebSocket,
     private readonly client: WebSocketClient,
@@ -73,7 +71,6 @@ export class WebSocketSession {
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
-    this.clientAddress = client.address;
     this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
     metrics.activeConnections.inc({ listener: settings.listener.name });
@@ -183,7 +180,7 @@ export class WebSocketSession {
   // --- the decision ------------------------------------------------------------
 
   private async decide(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
-    if (this.settings.authFailures.blocked(this.clientAddress, jid) !== null) return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
+    if (this.settings.authFailures.blocked(this.client.address, jid) !== null) return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
     this.state = "deciding";
     try {
       if (this.settings.listener.mode === "redirect") {
@@ -210,7 +207,7 @@ export class WebSocketSession {
     const signal = this.left.signal;
     const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, { jid, domain: this.domain }, {
       unusable: (node) => (node.wsInternal === undefined ? "the node has no ws-internal= URL: WebSocket clients cannot be forwarded to it" : null),
-      dial: (node) => dialNodeWebSocket(node.wsInternal!, { domain: this.domain, timeoutMs: this.settings.dialTimeoutMs, ca: this.settings.backendCa, signal, maxMessageBytes: MAX_MESSAGE_BYTES, clientAddress: this.clientAddress, skipOpen: !openStream }),
+      dial: (node) => dialNodeWebSocket(node.wsInternal!, { domain: this.domain, timeoutMs: this.settings.dialTimeoutMs, ca: this.settings.backendCa, signal, maxMessageBytes: MAX_MESSAGE_BYTES, clientAddress: this.client.address, skipOpen: !openStream }),
     }, { timeoutMs: this.settings.dialTimeoutMs, signal, log: this.log });
     if (!("connection" in chosen)) {
       if (chosen.outcome === "no-node" && !this.settled) this.noNode(jid, mechanism);
@@ -256,7 +253,7 @@ export class WebSocketSession {
         } else if (/^\s*<failure[\s/>]/.test(text) && text.includes(NS_SASL)) {
           verdict = "failure";
           this.metrics.authFailures.inc({ node: node.id });
-          this.settings.authFailures.record(this.clientAddress, jid);
+          this.settings.authFailures.record(this.client.address, jid);
           decision.lease.refused();
         }
       },
