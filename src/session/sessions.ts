@@ -17,6 +17,14 @@ const HANDED_OVER_SIGNAL = new AbortController().signal;
 /** The shutdown handler of a relayed connection: it is left to drain (one shared function, not one per connection). */
 const LEAVE_TO_DRAIN = (): void => {};
 
+/** The shutdown handler until the dialogue sets its own. */
+function DESTROY(this: ClientConnection): void {
+  this.destroy();
+}
+
+/** What an idle connection holds and has not read: one shared empty list until something comes (never pushed to). */
+const NOTHING_HELD: Buffer[] = [];
+
 export interface ClientAddress {
   address: string;
   port: number;
@@ -41,19 +49,45 @@ export interface HeldInput {
  * outcome, the socket in use (raw, then TLS), who reads it, and what a
  * shutdown does to it, whether it is still in the dialogue or relayed.
  */
+/** Where a client socket keeps its connection: the listeners below are shared by every connection and find it there. */
+const CONNECTION = Symbol("client connection");
+type ConnectionSocket = Socket & { [CONNECTION]: ClientConnection };
+const connectionOf = (socket: Socket): ClientConnection => (socket as ConnectionSocket)[CONNECTION];
+
+/** One function each for every connection's socket events, so an idle relayed session holds no closures of its own. */
+function onClientError(this: Socket, err: Error): void {
+  connectionOf(this).log.debug({ err: err.message }, "client socket error");
+}
+function onClientClose(this: Socket): void {
+  connectionOf(this).closed();
+}
+function onClientData(this: Socket, chunk: Buffer): void {
+  connectionOf(this).received(chunk);
+}
+function onClientEnd(this: Socket): void {
+  connectionOf(this).ended();
+}
+
+/**
+ * One client connection from accept to close: its id, logger, gauge and
+ * outcome, the socket in use (raw, then TLS), who reads it, and what a
+ * shutdown does to it, whether it is still in the dialogue or relayed.
+ */
 export class ClientConnection {
   socket: Socket;
   private input: ClientInput | null = null;
   private outcome: ConnectionOutcome | undefined;
-  private shutdownHandler: () => void = () => this.socket.destroy();
-  private held: Buffer[] = [];
+  private shutdownHandler: () => void = DESTROY;
+  private held: Buffer[] = NOTHING_HELD;
   /** Bytes (and a FIN) that came while nobody was reading. */
-  private unread: Buffer[] = [];
+  private unread: Buffer[] = NOTHING_HELD;
   private unreadEnd = false;
   private heldBytes = 0;
   private heldEnded = false;
   /** Dropped at the hand-off (see leftSignal): an idle relayed session keeps as little as it can. */
   private left: AbortController | null = new AbortController();
+  /** Made when first used: a connection refused at once by a limit never needs one. */
+  private childLog: Logger | undefined;
 
   constructor(
     raw: Socket,
@@ -61,21 +95,32 @@ export class ClientConnection {
     readonly listener: ListenerConfig,
     /** The client's address: the PROXY header's source when a front sent one, else the socket's peer. */
     readonly client: ClientAddress,
-    readonly log: Logger,
+    /** The balancer's logger: this connection's own (`log`) adds its id, client and listener. */
+    private readonly parentLog: Logger,
     private readonly metrics: Metrics,
     /** Its hold on the connection limits (the pre-auth count until the hand-off, the open count until close). */
     private readonly admission: AdmissionTicket,
+    /** The open connections, which this one leaves when it closes. */
+    private readonly registry: Set<ClientConnection>,
   ) {
     this.socket = raw;
-    raw.on("error", (err: Error) => this.log.debug({ err: err.message }, "client socket error"));
+    (raw as ConnectionSocket)[CONNECTION] = this;
     // 'close' comes once: on() spares the wrapper once() keeps per listener for the life of the connection.
-    raw.on("close", () => {
-      this.left?.abort(CLIENT_LEFT);
-      this.finish("abandoned"); // only if nothing else was recorded
-      this.metrics.activeConnections.dec({ listener: listener.name });
-      this.admission.closed();
-    });
+    raw.on("error", onClientError).on("close", onClientClose);
     this.listen(raw);
+  }
+
+  get log(): Logger {
+    return (this.childLog ??= this.parentLog.child({ conn: this.id, client: `${this.client.address}:${this.client.port}`, listener: this.listener.name }));
+  }
+
+  /** The client's socket closed (a TLS socket closes with it). */
+  closed(): void {
+    this.left?.abort(CLIENT_LEFT);
+    this.finish("abandoned"); // only if nothing else was recorded
+    this.metrics.activeConnections.dec({ listener: this.listener.name });
+    this.admission.closed();
+    this.registry.delete(this);
   }
 
   /** Aborted once the client has gone (closed, or half-closed while held): dials for it stop. */
@@ -114,7 +159,7 @@ export class ClientConnection {
       return;
     }
     const unread = this.unread;
-    this.unread = [];
+    this.unread = NOTHING_HELD;
     for (const chunk of unread) if (this.input === input) input.data(chunk);
     if (this.unreadEnd && this.input === input) input.end();
     this.unreadEnd = false;
@@ -123,7 +168,8 @@ export class ClientConnection {
 
   /** The transport is now TLS over the raw socket. */
   upgraded(secure: Socket): void {
-    this.socket.off("data", this.onData).off("end", this.onEnd);
+    this.socket.off("data", onClientData).off("end", onClientEnd);
+    (secure as ConnectionSocket)[CONNECTION] = this;
     this.socket = secure;
     this.listen(secure);
   }
@@ -157,7 +203,7 @@ export class ClientConnection {
   /** Ends the hold: what arrived meanwhile. Nobody reads the client until readWith(). */
   release(): HeldInput {
     const released = { bytes: Buffer.concat(this.held), ended: this.heldEnded };
-    this.held = [];
+    this.held = NOTHING_HELD;
     this.heldBytes = 0;
     this.readWith(null);
     return released;
@@ -165,9 +211,10 @@ export class ClientConnection {
 
   /** Stops reading for the relay, which attaches its own listeners to the socket. A shutdown then lets it drain. */
   handOver(): Socket {
-    this.socket.off("data", this.onData).off("end", this.onEnd);
+    this.socket.off("data", onClientData).off("end", onClientEnd);
     // Bytes nobody has read yet go back into the socket, for the relay's first read.
-    if (this.unread.length > 0) this.socket.unshift(Buffer.concat(this.unread.splice(0)));
+    if (this.unread.length > 0) this.socket.unshift(Buffer.concat(this.unread));
+    this.unread = this.held = NOTHING_HELD;
     this.input = null;
     this.shutdownHandler = LEAVE_TO_DRAIN;
     this.left = null;
@@ -180,7 +227,7 @@ export class ClientConnection {
   }
 
   shutdown(): void {
-    this.shutdownHandler();
+    this.shutdownHandler.call(this);
   }
 
   /** Ends the client's side after `data`, destroying it if it does not close within `lingerMs`. */
@@ -194,18 +241,21 @@ export class ClientConnection {
   }
 
   private listen(socket: Socket): void {
-    socket.on("data", this.onData).on("end", this.onEnd);
+    socket.on("data", onClientData).on("end", onClientEnd);
   }
 
-  private readonly onData = (chunk: Buffer): void => {
+  /** A chunk from the client, for whoever reads it now, or kept for the next reader. */
+  received(chunk: Buffer): void {
     if (this.input !== null) this.input.data(chunk);
+    else if (this.unread === NOTHING_HELD) this.unread = [chunk];
     else this.unread.push(chunk);
-  };
+  }
 
-  private readonly onEnd = (): void => {
+  /** The client's FIN. */
+  ended(): void {
     if (this.input !== null) this.input.end();
     else this.unreadEnd = true;
-  };
+  }
 }
 
 /** Every open client connection: the balancer's shutdown handle. */
@@ -234,10 +284,8 @@ export class ClientConnections {
     }
     this.metrics.activeConnections.inc({ listener: listener.name });
     const id = (++this.nextId).toString(36);
-    const log = this.log.child({ conn: id, client: `${address.address}:${address.port}`, listener: listener.name });
-    const conn = new ClientConnection(raw, id, listener, address, log, this.metrics, new AdmissionTicket(this.admission, address.address));
+    const conn = new ClientConnection(raw, id, listener, address, this.log, this.metrics, new AdmissionTicket(this.admission, address.address), this.open);
     this.open.add(conn);
-    raw.on("close", () => this.open.delete(conn));
     return conn;
   }
 

@@ -7,7 +7,6 @@ import { NS_SASL, NS_STREAM, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.js";
 import { STARTTLS_XML } from "../xmpp/nonzas.js";
 import { StreamReader, type StreamEvent } from "../xmpp/stream-reader.js";
 import { clientStreamOpenXml } from "../xmpp/stream-header.js";
-import { NodeSocket } from "./node-socket.js";
 
 export interface NodeDialOptions {
   domain: string;
@@ -30,7 +29,7 @@ export interface NodeDialOptions {
 }
 
 export interface NodeConnection {
-  /** A NodeSocket (shared-buffer reads), or TLS over one when the node's stream uses STARTTLS. */
+  /** The TCP socket, or TLS over it when the node's stream uses STARTTLS; half-open allowed (a FIN is passed on, not answered). */
   socket: net.Socket;
   /** The node's `<stream:features/>` when a stream was opened. */
   features?: Element;
@@ -194,7 +193,7 @@ function startTls(socket: net.Socket, opts: NodeDialOptions): Promise<tls.TLSSoc
  */
 export async function dialNode(address: HostPort, opts: NodeDialOptions): Promise<NodeConnection> {
   // Created before the first await, so the deadline (or the client leaving) can always destroy it.
-  let socket: net.Socket = new NodeSocket().connect({ host: address.host, port: address.port });
+  let socket: net.Socket = net.connect({ host: address.host, port: address.port, allowHalfOpen: true });
   let onAbort: (() => void) | undefined;
   let giveUp!: (err: UpstreamError) => void;
   const stopped = new Promise<never>((_, reject) => {

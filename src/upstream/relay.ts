@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
-import { NodeSocket } from "./node-socket.js";
+import { readIntoSharedBuffer } from "./shared-read.js";
 import { TrafficMeter, type TrafficLimit } from "./traffic-limit.js";
 
 export interface RelayStats {
@@ -13,45 +13,6 @@ export interface RelayStats {
 /** Sees each chunk the node sends, before the client gets it, until it returns false (the login's verdict scan). */
 export type NodeWatcher = (chunk: Buffer) => boolean;
 
-/**
- * One direction of a relay: bytes are written as they arrive, with no parsing
- * and no copy; when the destination's buffer is full the source is paused
- * until it drains (backpressure). A FIN is passed on as a FIN (half-close), so
- * a closing `</stream:stream>` and its answer both get through, including a
- * FIN that came before the relay started.
- */
-function pump(from: Socket, to: Socket, watcher?: NodeWatcher): void {
-  let watching = watcher;
-  from.on("data", (chunk: Buffer) => {
-    if (watching !== undefined && !watching(chunk)) watching = undefined;
-    if (!to.write(chunk)) from.pause();
-  });
-  passOnBackpressureAndFin(from, to);
-}
-
-/**
- * The node-to-client direction on a NodeSocket: each read, in the shared
- * buffer, is copied once for the write (a write that does not complete at
- * once keeps its buffer until it does, and the shared one is read into again
- * at the next read of any node). Otherwise as pump().
- */
-function pumpFromNode(from: NodeSocket, to: Socket, watcher?: NodeWatcher): void {
-  let watching = watcher;
-  from.readWith((bytes, length) => {
-    const chunk = Buffer.allocUnsafe(length);
-    bytes.copy(chunk, 0, 0, length);
-    if (watching !== undefined && !watching(chunk)) watching = undefined;
-    if (!to.write(chunk)) from.pause();
-  });
-  passOnBackpressureAndFin(from, to);
-}
-
-function passOnBackpressureAndFin(from: Socket, to: Socket): void {
-  to.on("drain", () => from.resume());
-  if (from.readableEnded) to.end();
-  else from.on("end", () => to.end());
-}
-
 /** A traffic limit on what the client sends, and who hears when it bites. */
 export interface ClientTrafficLimit {
   limit: TrafficLimit;
@@ -59,10 +20,101 @@ export interface ClientTrafficLimit {
   onLimited(action: "disconnect" | "throttle", pauseMs: number): void;
 }
 
+/** Where a relayed socket keeps its relay: the listeners below are shared by every socket and find it there. */
+const RELAY = Symbol("relay");
+type RelayedSocket = Socket & { [RELAY]: Relay };
+
+/**
+ * One relayed connection: a client, its node, and what the relay must
+ * remember of them. Every event of both sockets goes to one of the functions
+ * below, shared by all relays, so an idle relay holds this object and no
+ * closures.
+ */
+class Relay {
+  private open = 2;
+
+  constructor(
+    readonly client: Socket,
+    readonly node: Socket,
+    private readonly onClose: (stats: RelayStats) => void,
+    private readonly clientBase: number,
+    private readonly nodeBase: number,
+    /** Dropped once it has its verdict. */
+    public watcher: NodeWatcher | undefined,
+  ) {}
+
+  peerOf(socket: Socket): Socket {
+    return socket === this.client ? this.node : this.client;
+  }
+
+  /** A chunk from `from`, passed to its peer as it is; when the peer's buffer is full, `from` pauses until it drains. */
+  carry(from: Socket, chunk: Buffer): void {
+    if (this.watcher !== undefined && from === this.node && !this.watcher(chunk)) this.watcher = undefined;
+    if (!this.peerOf(from).write(chunk)) from.pause();
+  }
+
+  sideClosed(): void {
+    if (--this.open === 0) this.onClose({ up: this.node.bytesWritten - this.nodeBase, down: this.client.bytesWritten - this.clientBase });
+  }
+}
+
+const relayOf = (socket: Socket): Relay => (socket as RelayedSocket)[RELAY];
+
+/**
+ * A read in the shared buffer, copied once for the write: a write the kernel
+ * does not take at once keeps its buffer until it does, and the shared one is
+ * read into again at the next read of any socket.
+ */
+function onSharedRead(this: Socket, length: number, bytes: Buffer): void {
+  const chunk = Buffer.allocUnsafe(length);
+  bytes.copy(chunk, 0, 0, length);
+  relayOf(this).carry(this, chunk);
+}
+
+/** A socket that cannot read into the shared buffer: its own chunks, with no copy. */
+function onData(this: Socket, chunk: Buffer): void {
+  relayOf(this).carry(this, chunk);
+}
+
+function onDrain(this: Socket): void {
+  relayOf(this).peerOf(this).resume();
+}
+
+/** A FIN is passed on as a FIN (half-close): a closing `</stream:stream>` and its answer both get through. */
+function onEnd(this: Socket): void {
+  relayOf(this).peerOf(this).end();
+}
+
+/** An error or reset on either side tears down both. */
+function onError(this: Socket): void {
+  const relay = relayOf(this);
+  relay.client.destroy();
+  relay.node.destroy();
+}
+
+/** When one side is gone, the other may flush what it has, then it goes too. */
+function onSocketClose(this: Socket): void {
+  const relay = relayOf(this);
+  endThenDestroy(relay.peerOf(this), LINGER_MS.relay);
+  relay.sideClosed();
+}
+
+/**
+ * One direction of a relay: bytes are written as they arrive, with no parsing;
+ * the source reads into the shared buffer where it can (see shared-read.ts).
+ * A FIN that came before the relay started is passed on too.
+ */
+function pump(from: Socket, to: Socket): void {
+  if (!readIntoSharedBuffer(from, onSharedRead)) from.on("data", onData);
+  to.on("drain", onDrain);
+  if (from.readableEnded) to.end();
+  else from.on("end", onEnd);
+}
+
 /**
  * The client-to-node direction under a traffic limit: each chunk is counted,
  * and reading pauses while either the node is full (backpressure) or the
- * client is over its rate; the other pump stays the plain one above, so a
+ * client is over its rate; the other direction stays the plain pump, so a
  * relay without a limit pays nothing for it.
  */
 function limitedPump(from: Socket, to: Socket, traffic: ClientTrafficLimit, disconnect: () => void): void {
@@ -99,23 +151,15 @@ function limitedPump(from: Socket, to: Socket, traffic: ClientTrafficLimit, disc
  * metered (see limitedPump). A watcher sees what the node sends (see NodeWatcher).
  */
 export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats) => void, traffic?: ClientTrafficLimit, watcher?: NodeWatcher): void {
-  const clientBase = client.bytesWritten;
-  const nodeBase = node.bytesWritten;
-  let open = 2;
-  const closed = (): void => {
-    if (--open === 0) onClose({ up: node.bytesWritten - nodeBase, down: client.bytesWritten - clientBase });
-  };
-  const fail = (): void => {
-    client.destroy();
-    node.destroy();
-  };
+  const state = new Relay(client, node, onClose, client.bytesWritten, node.bytesWritten, watcher);
+  (client as RelayedSocket)[RELAY] = state;
+  (node as RelayedSocket)[RELAY] = state;
   if (traffic === undefined) pump(client, node);
-  else limitedPump(client, node, traffic, fail);
-  if (node instanceof NodeSocket) pumpFromNode(node, client, watcher);
-  else pump(node, client, watcher);
-  // When one side is gone, the other may flush what it has, then it goes too. ('close' comes once: on() spares once()'s wrapper.)
-  client.on("error", fail).on("close", () => (endThenDestroy(node, LINGER_MS.relay), closed()));
-  node.on("error", fail).on("close", () => (endThenDestroy(client, LINGER_MS.relay), closed()));
+  else limitedPump(client, node, traffic, () => onError.call(client));
+  pump(node, client);
+  // 'close' comes once: on() spares once()'s wrapper.
+  client.on("error", onError).on("close", onSocketClose);
+  node.on("error", onError).on("close", onSocketClose);
   client.resume();
   node.resume();
 }

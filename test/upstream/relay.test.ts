@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import net from "node:net";
+import { readFileSync } from "node:fs";
+import tls from "node:tls";
 import { after, describe, it } from "node:test";
-import { NodeSocket } from "../../src/upstream/node-socket.js";
 import { relay, type RelayStats } from "../../src/upstream/relay.js";
+import { readIntoSharedBuffer, sharedReadsAvailable } from "../../src/upstream/shared-read.js";
 import { sleep } from "../support/wait.js";
 
 /** A listener whose accepted sockets are handed out one by one. */
@@ -33,14 +35,31 @@ after(() => {
   fronts.close();
 });
 
-/** A relay as the balancer runs it: an accepted client socket and a dialed NodeSocket, with the peers of both. */
-async function relayed(watcher?: (chunk: Buffer) => boolean): Promise<{ client: net.Socket; node: net.Socket; closed: Promise<RelayStats> }> {
-  const client = net.connect({ port: fronts.port, host: "127.0.0.1", allowHalfOpen: true });
-  const accepted = await fronts.next();
-  const dialed = new NodeSocket().connect({ port: nodes.port, host: "127.0.0.1" });
+const SERVER_TLS = { cert: readFileSync(new URL("../../examples/tls/server.pem", import.meta.url)), key: readFileSync(new URL("../../examples/tls/server.key", import.meta.url)) };
+
+/** A client connected to `fronts` and the balancer's side of it: the accepted socket, or TLS (server side) layered on it, as the dialogue does. */
+async function frontPair(useTls: boolean): Promise<{ client: net.Socket; accepted: net.Socket }> {
+  if (!useTls) {
+    const client = net.connect({ port: fronts.port, host: "127.0.0.1", allowHalfOpen: true });
+    const accepted = await fronts.next();
+    opened.push(client, accepted);
+    return { client, accepted };
+  }
+  const client = tls.connect({ port: fronts.port, host: "127.0.0.1", rejectUnauthorized: false });
+  const raw = await fronts.next();
+  const accepted = new tls.TLSSocket(raw, { isServer: true, secureContext: tls.createSecureContext(SERVER_TLS) });
+  opened.push(client, raw, accepted);
+  await Promise.all([once(client, "secureConnect"), once(accepted, "secure")]);
+  return { client, accepted };
+}
+
+/** A relay as the balancer runs it: an accepted client socket (plain or TLS) and a dialed node socket, with the peers of both. */
+async function relayed(watcher?: (chunk: Buffer) => boolean, useTls = false): Promise<{ client: net.Socket; node: net.Socket; closed: Promise<RelayStats> }> {
+  const { client, accepted } = await frontPair(useTls);
+  const dialed = net.connect({ port: nodes.port, host: "127.0.0.1", allowHalfOpen: true });
   const node = await nodes.next();
   await once(dialed, "connect");
-  opened.push(client, accepted, dialed, node);
+  opened.push(dialed, node);
   const closed = new Promise<RelayStats>((resolve) => relay(accepted, dialed, resolve, undefined, watcher));
   return { client, node, closed };
 }
@@ -75,6 +94,29 @@ describe("relay", () => {
     assert.deepEqual(stats.map((s) => s.down), [4 << 20, 4 << 20]);
   });
 
+  it("carries 4 MiB each way intact through a TLS client side under backpressure", async () => {
+    const { client, node, closed } = await relayed(undefined, true);
+    const down = pattern(4 << 20, 5);
+    const up = pattern(4 << 20, 11);
+    const upChunks: Buffer[] = [];
+    let upBytes = 0;
+    const gotUp = new Promise<Buffer>((resolve) =>
+      node.on("data", (c: Buffer) => {
+        upChunks.push(c);
+        if ((upBytes += c.length) === up.length) resolve(Buffer.concat(upChunks));
+      }),
+    );
+    client.pause();
+    node.end(down);
+    client.write(up);
+    await sleep(300); // the client's buffer fills, the relay pauses its node
+    assert.ok((await gotUp).equals(up), "client to node intact");
+    assert.ok((await readAll(client.resume())).equals(down), "node to client intact");
+    client.end();
+    const stats = await closed;
+    assert.deepEqual({ up: stats.up, down: stats.down }, { up: 4 << 20, down: 4 << 20 });
+  });
+
   it("passes a FIN on as a FIN each way, and stops showing the watcher what follows its verdict", async () => {
     const watched: string[] = [];
     const { client, node, closed } = await relayed((chunk) => (watched.push(chunk.toString()), !chunk.includes("<success")));
@@ -92,25 +134,30 @@ describe("relay", () => {
   });
 });
 
-describe("NodeSocket", () => {
-  it("is a plain 'data' socket until a reader takes its reads, and that reader gets what the socket held meanwhile", async () => {
-    const dialed = new NodeSocket().connect({ port: nodes.port, host: "127.0.0.1" });
-    const node = await nodes.next();
-    opened.push(dialed, node);
-    const first = await new Promise<Buffer>((resolve) => (dialed.once("data", resolve), node.write("one")));
-    assert.equal(first.toString(), "one");
-    dialed.pause();
-    node.write("two");
-    await sleep(50);
-    const reads: string[] = [];
-    dialed.readWith((bytes, length) => reads.push(bytes.toString("latin1", 0, length)));
-    await sleep(50);
-    assert.deepEqual(reads, [], "nothing is read while paused");
-    dialed.resume();
-    await sleep(50);
-    node.end("three");
-    await once(dialed, "end");
-    assert.equal(reads.join(""), "twothree");
-    dialed.destroy();
+describe("shared-buffer reads", () => {
+  it("are available on this Node, so relays skip the per-read buffer and the 'data' machinery", () => {
+    assert.equal(sharedReadsAvailable, true);
   });
+
+  for (const useTls of [false, true]) {
+    it(`switch an accepted ${useTls ? "TLS" : "plain"} socket mid-life: the reader gets what it held meanwhile, nothing while paused, then the rest and the FIN`, async () => {
+      const { client, accepted } = await frontPair(useTls);
+      const first = await new Promise<Buffer>((resolve) => (accepted.once("data", resolve), client.write("one")));
+      assert.equal(first.toString(), "one");
+      accepted.pause();
+      client.write("two");
+      await sleep(50);
+      const reads: string[] = [];
+      assert.equal(readIntoSharedBuffer(accepted, (length, bytes) => void reads.push(bytes.toString("latin1", 0, length))), true);
+      assert.deepEqual(reads, ["two"], "what the stream held went to the reader first");
+      client.write("three");
+      await sleep(50);
+      assert.deepEqual(reads, ["two"], "nothing is read while paused");
+      accepted.resume();
+      await sleep(50);
+      client.end("four");
+      await once(accepted, "end");
+      assert.equal(reads.join(""), "twothreefour");
+    });
+  }
 });
