@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import net from "node:net";
@@ -18,6 +18,23 @@ export interface Contender {
   plainPort: number;
   tlsPort: number;
   stop(): Promise<void>;
+}
+
+/**
+ * Pins a process (all its threads) to some cores: each contender gets the last
+ * core to itself and everything else (the load generator, the nodes) shares
+ * the others, so the contenders are measured alike whatever the scheduler does.
+ * Does nothing on one core or without taskset.
+ */
+export function pin(pid: number, cores: "contender" | "others"): void {
+  const count = os.cpus().length;
+  if (count < 2) return;
+  const list = cores === "contender" ? `${count - 1}` : `0-${count - 2}`;
+  try {
+    execFileSync("taskset", ["-apc", list, String(pid)], { stdio: "ignore" });
+  } catch {
+    // no taskset: unpinned
+  }
 }
 
 export function freePort(): Promise<number> {
@@ -62,6 +79,7 @@ export async function startEchoNode(): Promise<{ port: number; stop: () => Promi
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bench/side-by-side/echo-node.ts")], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  pin(child.pid!, "others");
   return { port, stop: () => stopChild(child, exited) };
 }
 
@@ -93,6 +111,7 @@ backend node
   const child = spawn(HAPROXY, ["-f", path.join(dir, "haproxy.cfg"), "-db"], { stdio: ["ignore", "pipe", "pipe"] });
   const { output, exited } = started(child);
   await accepting(plainPort, child, output);
+  pin(child.pid!, "contender");
   return {
     name: "haproxy",
     pid: child.pid!,
@@ -107,7 +126,8 @@ backend node
 
 /** The balancer from the build (dist/), with a plaintext STARTTLS listener and a direct-TLS one, forwarding to `backend`. */
 export async function startBalancer(backend: string, domain: string, extra: string[] = []): Promise<Contender> {
-  const cli = path.join(ROOT, "dist/src/cli.js");
+  // BENCH_XMPP_LB_CLI: another build's cli.js, to compare two builds in one run.
+  const cli = process.env.BENCH_XMPP_LB_CLI ?? path.join(ROOT, "dist/src/cli.js");
   if (!existsSync(cli)) throw new Error("dist/ is missing: npm run build");
   const [plainPort, tlsPort] = [await freePort(), await freePort()];
   const args = [cli, "--listen", `127.0.0.1:${plainPort}`, "--listen", `direct-tls://127.0.0.1:${tlsPort}`, "--domain", domain, "--tls-cert", CERT, "--tls-key", KEY,
@@ -115,5 +135,6 @@ export async function startBalancer(backend: string, domain: string, extra: stri
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   const { output, exited } = started(child);
   await accepting(plainPort, child, output);
+  pin(child.pid!, "contender");
   return { name: "xmpp-lb", pid: child.pid!, plainPort, tlsPort, stop: () => stopChild(child, exited) };
 }

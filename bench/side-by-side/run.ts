@@ -17,7 +17,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import type net from "node:net";
 import { startProsodyCluster, type ProsodyCluster } from "../../test/support/prosody.js";
-import { startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
+import { pin, startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
 import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint } from "./loadgen.js";
 import { cpuMs, rssKb } from "./proc.js";
 
@@ -29,6 +29,8 @@ const wanted = (scenario: "relay" | "idle" | "logins"): boolean => only === null
 const ROUNDS = quick ? 1 : 2;
 const RELAY_SECONDS = quick ? 2 : 5;
 const IDLE_SESSIONS = quick ? 1000 : 8000;
+/** How long the idle sessions stay idle before RSS is read (HAProxy's does not move meanwhile; the balancer's drops once V8 collects the logins' garbage). */
+const IDLE_SETTLE_SECONDS = quick ? 2 : 30;
 const LOGIN_SECONDS = quick ? 3 : 8;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -93,7 +95,8 @@ async function idle(tls: boolean, echoPort: number): Promise<void> {
       await sleep(500);
       const before = rssKb(c.pid);
       const sockets = await openMany(ep, IDLE_SESSIONS);
-      await sleep(2000);
+      // Idle for IDLE_SETTLE_SECONDS first: V8 collects what the logins left behind only once allocation has quietened.
+      await sleep(IDLE_SETTLE_SECONDS * 1000);
       const perSession = (rssKb(c.pid) - before) / IDLE_SESSIONS;
       for (const s of [...warm, ...sockets]) s.destroy();
       return perSession;
@@ -150,6 +153,8 @@ if (version(HAPROXY, ["-v"]) === "not installed") {
 }
 
 async function scenarios(): Promise<void> {
+  // The load generator (this process) and the nodes share the other cores; each contender gets the last one to itself.
+  pin(process.pid, "others");
   const echo = await startEchoNode();
   try {
     if (wanted("relay")) for (const tls of [false, true]) for (const sessions of [100, 1000]) await relay(sessions, tls, echo.port);
@@ -161,6 +166,7 @@ async function scenarios(): Promise<void> {
   let cluster: ProsodyCluster | undefined;
   try {
     cluster = await startProsodyCluster({ count: 1, externalPort: 0, users: [["bench", "bench"]] });
+    pin(cluster.nodes[0]!.pid, "others");
     const pid = (): number => cluster!.nodes[0]!.pid;
     await logins(cluster, pid, "forward");
     await logins(cluster, pid, "redirect");
