@@ -53,11 +53,26 @@ class Conversation {
   }
 }
 
-export function connect(ep: Endpoint): Promise<net.Socket> {
+/** A reconnecting client's TLS session: the latest ticket the server sent it, offered on its next connection. */
+export interface TlsResumption {
+  ticket?: Buffer;
+  /** How many handshakes were resumed (the server took the ticket). */
+  resumed: number;
+}
+
+export function connect(ep: Endpoint, resumption?: TlsResumption): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = ep.tls
-      ? tls.connect({ port: ep.port, host: "127.0.0.1", rejectUnauthorized: false, ALPNProtocols: ["xmpp-client"] }, () => resolve(socket))
-      : net.connect({ port: ep.port, host: "127.0.0.1" }, () => resolve(socket));
+    let socket: net.Socket;
+    if (ep.tls) {
+      const secure = tls.connect({ port: ep.port, host: "127.0.0.1", rejectUnauthorized: false, ALPNProtocols: ["xmpp-client"], session: resumption?.ticket }, () => {
+        if (resumption !== undefined && secure.isSessionReused()) resumption.resumed++;
+        resolve(secure);
+      });
+      if (resumption !== undefined) secure.on("session", (ticket: Buffer) => (resumption.ticket = ticket));
+      socket = secure;
+    } else {
+      socket = net.connect({ port: ep.port, host: "127.0.0.1" }, () => resolve(socket));
+    }
     socket.once("error", reject);
   });
 }
@@ -71,9 +86,9 @@ export async function openSession(ep: Endpoint, user = "bench", password = "benc
   return talk.release();
 }
 
-/** A full login to a real node: TLS (the endpoint's), PLAIN, bind, then a clean close. */
-export async function fullLogin(ep: Endpoint, user: string, password: string, resource: string): Promise<void> {
-  const talk = new Conversation(await connect(ep));
+/** A full login to a real node: TLS (the endpoint's, resumed when a ticket is given), PLAIN, bind, then a clean close. */
+export async function fullLogin(ep: Endpoint, user: string, password: string, resource: string, resumption?: TlsResumption): Promise<void> {
+  const talk = new Conversation(await connect(ep, resumption));
   await talk.exchange(header(ep.domain), /<\/stream:features>/);
   await talk.exchange(plain(user, password), /<success/);
   await talk.exchange(header(ep.domain), /<\/stream:features>/);

@@ -18,7 +18,7 @@ import os from "node:os";
 import type net from "node:net";
 import { startProsodyCluster, type ProsodyCluster } from "../../test/support/prosody.js";
 import { pin, startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
-import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint } from "./loadgen.js";
+import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint, type TlsResumption } from "./loadgen.js";
 import { cpuMs, rssKb } from "./proc.js";
 
 const quick = process.argv.includes("--quick");
@@ -104,32 +104,40 @@ async function idle(tls: boolean, echoPort: number): Promise<void> {
   );
 }
 
-async function logins(cluster: ProsodyCluster, prosodyPid: () => number, mode: "forward" | "redirect"): Promise<void> {
+/** `resumed`: each client keeps its TLS session ticket and offers it on its next connection, as a reconnecting client does. */
+async function logins(cluster: ProsodyCluster, prosodyPid: () => number, mode: "forward" | "redirect" | "resumed"): Promise<void> {
   const node = cluster.nodes[0]!;
   const nodeCpuPerLogin: number[] = [];
   await sideBySide(
-    `logins through ${mode === "forward" ? "forward" : "redirect (xmpp-lb) vs forward (HAProxy)"}, TLS terminated`,
+    mode === "resumed"
+      ? "logins through forward, TLS terminated, sessions resumed (tickets)"
+      : `logins through ${mode === "forward" ? "forward" : "redirect (xmpp-lb) vs forward (HAProxy)"}, TLS terminated`,
     "ms CPU per login",
     {
       haproxy: () => startHaproxy(`${node.internal.host}:${node.internal.port}`),
       // One account from one address: without --redirect-loop-window 0 every login after the first would be forwarded.
-      lb: () => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, ["--mode", mode, "--redirect-loop-window", "0"]),
+      lb: () => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, ["--mode", mode === "redirect" ? "redirect" : "forward", "--redirect-loop-window", "0"]),
     },
     async (c) => {
       const ep = { port: c.tlsPort, tls: true, domain: cluster.domain };
       const redirect = c.name === "xmpp-lb" && mode === "redirect";
-      const one = (i: number): Promise<void> => (redirect ? redirectedLogin(ep, "bench", "bench") : fullLogin(ep, "bench", "bench", `r${i}`));
-      for (let i = 0; i < 20; i++) await one(i); // warm-up
+      // One TLS session per client when resuming: the warm-up gives each its first ticket.
+      const sessions: TlsResumption[] = Array.from({ length: 8 }, () => ({ resumed: 0 }));
+      const one = (i: number, client: number): Promise<void> =>
+        redirect ? redirectedLogin(ep, "bench", "bench") : fullLogin(ep, "bench", "bench", `r${i}`, mode === "resumed" ? sessions[client] : undefined);
+      for (let i = 0; i < 24; i++) await one(i, i % 8); // warm-up
+      for (const s of sessions) s.resumed = 0;
       const cpu = cpuMs(c.pid);
       const nodeCpu = cpuMs(prosodyPid());
       let done = 0;
       const until = performance.now() + LOGIN_SECONDS * 1000;
       await Promise.all(Array.from({ length: 8 }, async (_, w) => {
-        while (performance.now() < until) await one(w * 1_000_000 + done++);
+        while (performance.now() < until) await one(w * 1_000_000 + done++, w);
       }));
       const used = cpuMs(c.pid) - cpu;
       if (!redirect) nodeCpuPerLogin.push((cpuMs(prosodyPid()) - nodeCpu) / done);
-      console.log(`  ${c.name}: ${(done / LOGIN_SECONDS).toFixed(0)} logins/s`);
+      const resumed = sessions.reduce((n, s) => n + s.resumed, 0);
+      console.log(`  ${c.name}: ${(done / LOGIN_SECONDS).toFixed(0)} logins/s${mode === "resumed" ? `, ${resumed} of ${done} TLS sessions resumed` : ""}`);
       return used / done;
     },
   );
@@ -169,6 +177,7 @@ async function scenarios(): Promise<void> {
     pin(cluster.nodes[0]!.pid, "others");
     const pid = (): number => cluster!.nodes[0]!.pid;
     await logins(cluster, pid, "forward");
+    await logins(cluster, pid, "resumed");
     await logins(cluster, pid, "redirect");
   } catch (err) {
     console.log(`logins skipped: ${(err as Error).message.split("\n")[0]}`);
