@@ -124,11 +124,14 @@ backend node
   };
 }
 
-/** The balancer from the build (dist/), with a plaintext STARTTLS listener and a direct-TLS one, forwarding to `backend`. */
-export async function startBalancer(backend: string, domain: string, extra: string[] = []): Promise<Contender> {
-  // BENCH_XMPP_LB_CLI: another build's cli.js, to compare two builds in one run.
-  const cli = process.env.BENCH_XMPP_LB_CLI ?? path.join(ROOT, "dist/src/cli.js");
-  if (!existsSync(cli)) throw new Error("dist/ is missing: npm run build");
+export const BUILT_CLI = path.join(ROOT, "dist/src/cli.js");
+
+/**
+ * The balancer from the build (dist/, or another build's cli.js), with a
+ * plaintext STARTTLS listener and a direct-TLS one, forwarding to `backend`.
+ */
+export async function startBalancer(backend: string, domain: string, extra: string[] = [], cli = BUILT_CLI): Promise<Contender> {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: npm run build`);
   const [plainPort, tlsPort] = [await freePort(), await freePort()];
   const args = [cli, "--listen", `127.0.0.1:${plainPort}`, "--listen", `direct-tls://127.0.0.1:${tlsPort}`, "--domain", domain, "--tls-cert", CERT, "--tls-key", KEY,
     "--allow-plaintext", "--node", `id=n1,internal=${backend}`, "--log-level", "warn", "--health-interval", "30", ...extra];

@@ -9,24 +9,30 @@
  *   logins    full logins (TLS, PLAIN, bind, close) to a real Prosody node: CPU per login,
  *             forward and redirect, next to Prosody's own CPU per login
  *
- * Run: npm run bench [-- --quick] [-- --only relay,idle,logins]
- * (a full run of every scenario writes the table into BENCHMARKS.md; --only writes nothing)
+ * Run: npm run bench [-- --quick] [-- --only relay,idle,logins] [-- --baseline OTHER/dist/src/cli.js]
+ * (a full run of every scenario writes the table into BENCHMARKS.md; --only and --baseline write nothing;
+ * --baseline runs another build of the balancer as a third contender, to measure a change in one run)
  */
 import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import type net from "node:net";
 import { startProsodyCluster, type ProsodyCluster } from "../../test/support/prosody.js";
-import { pin, startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
+import { BUILT_CLI, pin, startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
 import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint, type TlsResumption } from "./loadgen.js";
-import { cpuMs, rssKb } from "./proc.js";
+import { cpuMs, cpuSplitMs, rssKb } from "./proc.js";
 
 const quick = process.argv.includes("--quick");
 /** `--only relay,idle`: just these scenarios (for a focused measurement). */
 const onlyAt = process.argv.indexOf("--only");
 const only = onlyAt < 0 ? null : new Set((process.argv[onlyAt + 1] ?? "").split(","));
+/** `--baseline PATH`: another build's cli.js, run alternately with the two others. */
+const baselineAt = process.argv.indexOf("--baseline");
+const baseline = baselineAt < 0 ? undefined : process.argv[baselineAt + 1];
 const wanted = (scenario: "relay" | "idle" | "logins"): boolean => only === null || only.has(scenario);
 const ROUNDS = quick ? 1 : 2;
+/** The relay rows flip between two levels from round to round, for both contenders (the kernel's share of loopback work): more rounds, and medians. */
+const RELAY_ROUNDS = quick ? 1 : 3;
 const RELAY_SECONDS = quick ? 2 : 5;
 const IDLE_SESSIONS = quick ? 1000 : 8000;
 /** How long the idle sessions stay idle before RSS is read (HAProxy's does not move meanwhile; the balancer's drops once V8 collects the logins' garbage). */
@@ -34,12 +40,21 @@ const IDLE_SETTLE_SECONDS = quick ? 2 : 30;
 const LOGIN_SECONDS = quick ? 3 : 8;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The figure a ratio is taken of: the median of a contender's rounds (the mean of the middle two for an even count). */
+const median = (xs: number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
 type Start = () => Promise<Contender>;
+/** Starts the balancer from a given build's cli.js. */
+type StartBalancer = (cli: string) => Promise<Contender>;
 interface Row {
   scenario: string;
   unit: string;
   haproxy: number[];
   lb: number[];
+  baseline: number[];
 }
 const rows: Row[] = [];
 
@@ -49,12 +64,17 @@ async function openMany(ep: Endpoint, count: number): Promise<net.Socket[]> {
   return sockets;
 }
 
-/** Runs `measure` for each contender, alternately, ROUNDS times, and keeps the figures. */
-async function sideBySide(scenario: string, unit: string, starts: { haproxy: Start; lb: Start }, measure: (c: Contender) => Promise<number>): Promise<void> {
-  const row: Row = { scenario, unit, haproxy: [], lb: [] };
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const which of ["haproxy", "lb"] as const) {
-      const contender = await starts[which]();
+/** Runs `measure` for each contender (and the baseline build, if any), alternately, ROUNDS times, and keeps the figures. */
+async function sideBySide(scenario: string, unit: string, starts: { haproxy: Start; lb: StartBalancer }, measure: (c: Contender) => Promise<number>, rounds = ROUNDS): Promise<void> {
+  const row: Row = { scenario, unit, haproxy: [], lb: [], baseline: [] };
+  const contenders: Array<[keyof Pick<Row, "haproxy" | "lb" | "baseline">, Start]> = [
+    ["haproxy", starts.haproxy],
+    ["lb", () => starts.lb(BUILT_CLI)],
+  ];
+  if (baseline !== undefined) contenders.push(["baseline", () => starts.lb(baseline)]);
+  for (let round = 0; round < rounds; round++) {
+    for (const [which, start] of contenders) {
+      const contender = await start();
       try {
         row[which].push(await measure(contender));
       } finally {
@@ -63,24 +83,28 @@ async function sideBySide(scenario: string, unit: string, starts: { haproxy: Sta
     }
   }
   rows.push(row);
-  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-  console.log(`${scenario}: haproxy ${row.haproxy.map((x) => x.toFixed(2)).join(", ")} | xmpp-lb ${row.lb.map((x) => x.toFixed(2)).join(", ")} ${unit} -> ${(mean(row.lb) / mean(row.haproxy)).toFixed(2)}x`);
+  const figures = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(", ");
+  const vsBaseline = baseline === undefined ? "" : ` | baseline build ${figures(row.baseline)} -> ${(median(row.baseline) / median(row.haproxy)).toFixed(2)}x`;
+  console.log(`${scenario}: haproxy ${figures(row.haproxy)} | xmpp-lb ${figures(row.lb)} ${unit} -> ${(median(row.lb) / median(row.haproxy)).toFixed(2)}x${vsBaseline}`);
 }
 
 async function relay(sessions: number, tls: boolean, echoPort: number): Promise<void> {
   await sideBySide(
     `relay, ${sessions} sessions, ${tls ? "TLS to the client" : "plaintext"}`,
     "us CPU per round trip",
-    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: () => startBalancer(`127.0.0.1:${echoPort}`, "bench.test") },
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", [], cli) },
     async (c) => {
       const sockets = await openMany({ port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" }, sessions);
       await pingPong(sockets, sleep(1000)); // warm-up
-      const cpu = cpuMs(c.pid);
+      const cpu = cpuSplitMs(c.pid);
       const trips = await pingPong(sockets, sleep(RELAY_SECONDS * 1000));
-      const used = cpuMs(c.pid) - cpu;
+      const after = cpuSplitMs(c.pid);
       for (const s of sockets) s.destroy();
-      return (used * 1000) / trips;
+      const [user, system] = [((after.user - cpu.user) * 1000) / trips, ((after.system - cpu.system) * 1000) / trips];
+      console.log(`  ${c.name}: ${user.toFixed(1)} us user + ${system.toFixed(1)} us system per round trip`);
+      return user + system;
     },
+    RELAY_ROUNDS,
   );
 }
 
@@ -88,7 +112,7 @@ async function idle(tls: boolean, echoPort: number): Promise<void> {
   await sideBySide(
     `idle memory, ${IDLE_SESSIONS} sessions, ${tls ? "TLS terminated" : "plaintext"}`,
     "KB RSS per session",
-    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: () => startBalancer(`127.0.0.1:${echoPort}`, "bench.test") },
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", [], cli) },
     async (c) => {
       const ep = { port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" };
       const warm = await openMany(ep, 50);
@@ -116,7 +140,7 @@ async function logins(cluster: ProsodyCluster, prosodyPid: () => number, mode: "
     {
       haproxy: () => startHaproxy(`${node.internal.host}:${node.internal.port}`),
       // One account from one address: without --redirect-loop-window 0 every login after the first would be forwarded.
-      lb: () => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, ["--mode", mode === "redirect" ? "redirect" : "forward", "--redirect-loop-window", "0"]),
+      lb: (cli) => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, ["--mode", mode === "redirect" ? "redirect" : "forward", "--redirect-loop-window", "0"], cli),
     },
     async (c) => {
       const ep = { port: c.tlsPort, tls: true, domain: cluster.domain };
@@ -186,14 +210,13 @@ async function scenarios(): Promise<void> {
   }
 }
 
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const table = [
   "| scenario | unit | HAProxy | xmpp-lb | ratio |",
   "|---|---|---|---|---|",
-  ...rows.map((r) => `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(mean(r.lb) / mean(r.haproxy)).toFixed(2)}x |`),
+  ...rows.map((r) => `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(median(r.lb) / median(r.haproxy)).toFixed(2)}x |`),
 ].join("\n");
 console.log(`\n${table}`);
-if (!quick && only === null && rows.length > 0) {
+if (!quick && only === null && baseline === undefined && rows.length > 0) {
   const file = new URL("../../BENCHMARKS.md", import.meta.url);
   const text = await readFile(file, "utf8");
   const start = "<!-- side-by-side:start -->";
