@@ -126,16 +126,28 @@ backend node
 
 export const BUILT_CLI = path.join(ROOT, "dist/src/cli.js");
 
+export interface BalancerOptions {
+  /** More balancer flags. */
+  extra?: string[];
+  /** Another build's cli.js (default: this one's dist/). */
+  cli?: string;
+  /** Flags for node itself, before the script (e.g. --heapsnapshot-signal). */
+  nodeArgs?: string[];
+  /** Where the process runs (heap snapshots are written there). */
+  cwd?: string;
+}
+
 /**
  * The balancer from the build (dist/, or another build's cli.js), with a
  * plaintext STARTTLS listener and a direct-TLS one, forwarding to `backend`.
  */
-export async function startBalancer(backend: string, domain: string, extra: string[] = [], cli = BUILT_CLI): Promise<Contender> {
+export async function startBalancer(backend: string, domain: string, options: BalancerOptions = {}): Promise<Contender> {
+  const cli = options.cli ?? BUILT_CLI;
   if (!existsSync(cli)) throw new Error(`${cli} is missing: npm run build`);
   const [plainPort, tlsPort] = [await freePort(), await freePort()];
-  const args = [cli, "--listen", `127.0.0.1:${plainPort}`, "--listen", `direct-tls://127.0.0.1:${tlsPort}`, "--domain", domain, "--tls-cert", CERT, "--tls-key", KEY,
-    "--allow-plaintext", "--node", `id=n1,internal=${backend}`, "--log-level", "warn", "--health-interval", "30", ...extra];
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const args = [...(options.nodeArgs ?? []), cli, "--listen", `127.0.0.1:${plainPort}`, "--listen", `direct-tls://127.0.0.1:${tlsPort}`, "--domain", domain, "--tls-cert", CERT, "--tls-key", KEY,
+    "--allow-plaintext", "--node", `id=n1,internal=${backend}`, "--log-level", "warn", "--health-interval", "30", ...(options.extra ?? [])];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], cwd: options.cwd });
   const { output, exited } = started(child);
   await accepting(plainPort, child, output);
   pin(child.pid!, "contender");

@@ -86,6 +86,13 @@ export async function openSession(ep: Endpoint, user = "bench", password = "benc
   return talk.release();
 }
 
+/** `count` sessions (openSession), opened 100 at a time. */
+export async function openMany(ep: Endpoint, count: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = [];
+  for (let i = 0; i < count; i += 100) sockets.push(...(await Promise.all(Array.from({ length: Math.min(100, count - i) }, () => openSession(ep)))));
+  return sockets;
+}
+
 /** A full login to a real node: TLS (the endpoint's, resumed when a ticket is given), PLAIN, bind, then a clean close. */
 export async function fullLogin(ep: Endpoint, user: string, password: string, resource: string, resumption?: TlsResumption): Promise<void> {
   const talk = new Conversation(await connect(ep, resumption));

@@ -16,10 +16,9 @@
 import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
-import type net from "node:net";
 import { startProsodyCluster, type ProsodyCluster } from "../../test/support/prosody.js";
 import { BUILT_CLI, pin, startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
-import { fullLogin, openSession, pingPong, redirectedLogin, type Endpoint, type TlsResumption } from "./loadgen.js";
+import { fullLogin, openMany, pingPong, redirectedLogin, type Endpoint, type TlsResumption } from "./loadgen.js";
 import { cpuMs, cpuSplitMs, rssKb } from "./proc.js";
 
 const quick = process.argv.includes("--quick");
@@ -58,11 +57,6 @@ interface Row {
 }
 const rows: Row[] = [];
 
-async function openMany(ep: Endpoint, count: number): Promise<net.Socket[]> {
-  const sockets: net.Socket[] = [];
-  for (let i = 0; i < count; i += 100) sockets.push(...(await Promise.all(Array.from({ length: Math.min(100, count - i) }, () => openSession(ep)))));
-  return sockets;
-}
 
 /** Runs `measure` for each contender (and the baseline build, if any), alternately, ROUNDS times, and keeps the figures. */
 async function sideBySide(scenario: string, unit: string, starts: { haproxy: Start; lb: StartBalancer }, measure: (c: Contender) => Promise<number>, rounds = ROUNDS): Promise<void> {
@@ -92,7 +86,7 @@ async function relay(sessions: number, tls: boolean, echoPort: number): Promise<
   await sideBySide(
     `relay, ${sessions} sessions, ${tls ? "TLS to the client" : "plaintext"}`,
     "us CPU per round trip",
-    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", [], cli) },
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", { cli }) },
     async (c) => {
       const sockets = await openMany({ port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" }, sessions);
       await pingPong(sockets, sleep(1000)); // warm-up
@@ -112,7 +106,7 @@ async function idle(tls: boolean, echoPort: number): Promise<void> {
   await sideBySide(
     `idle memory, ${IDLE_SESSIONS} sessions, ${tls ? "TLS terminated" : "plaintext"}`,
     "KB RSS per session",
-    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", [], cli) },
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", { cli }) },
     async (c) => {
       const ep = { port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" };
       const warm = await openMany(ep, 50);
@@ -140,7 +134,7 @@ async function logins(cluster: ProsodyCluster, prosodyPid: () => number, mode: "
     {
       haproxy: () => startHaproxy(`${node.internal.host}:${node.internal.port}`),
       // One account from one address: without --redirect-loop-window 0 every login after the first would be forwarded.
-      lb: (cli) => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, ["--mode", mode === "redirect" ? "redirect" : "forward", "--redirect-loop-window", "0"], cli),
+      lb: (cli) => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, { extra: ["--mode", mode === "redirect" ? "redirect" : "forward", "--redirect-loop-window", "0"], cli }),
     },
     async (c) => {
       const ep = { port: c.tlsPort, tls: true, domain: cluster.domain };
