@@ -7,7 +7,7 @@
  *
  * Run: npm run build && node --import tsx bench/idle-heap.ts [--tls] [--baseline OTHER/dist/src/cli.js]
  */
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { BUILT_CLI, startBalancer, startEchoNode } from "./side-by-side/contenders.js";
@@ -56,7 +56,7 @@ const snapshot = async (): Promise<string> => {
     const made = (await readdir(dir)).find((f) => !before.has(f) && f.endsWith(".heapsnapshot"));
     // Written in one go: done once its size stops growing.
     if (made !== undefined) {
-      const size = async (): Promise<number> => (await readFile(path.join(dir, made))).length;
+      const size = async (): Promise<number> => (await stat(path.join(dir, made))).size;
       let last = -1;
       for (let now = await size(); now !== last; last = now, await sleep(500), now = await size());
       return path.join(dir, made);

@@ -17,8 +17,8 @@ const HANDED_OVER_SIGNAL = new AbortController().signal;
 /** The shutdown handler of a relayed connection: it is left to drain (one shared function, not one per connection). */
 const LEAVE_TO_DRAIN = (): void => {};
 
-/** The shutdown handler until the dialogue sets its own. */
-function DESTROY(this: ClientConnection): void {
+/** The shutdown handler until the dialogue sets its own (one shared function, called as a method of the connection). */
+function destroyOnShutdown(this: ClientConnection): void {
   this.destroy();
 }
 
@@ -44,11 +44,6 @@ export interface HeldInput {
   ended: boolean;
 }
 
-/**
- * One client connection from accept to close: its id, logger, gauge and
- * outcome, the socket in use (raw, then TLS), who reads it, and what a
- * shutdown does to it, whether it is still in the dialogue or relayed.
- */
 /** Where a client socket keeps its connection: the listeners below are shared by every connection and find it there. */
 const CONNECTION = Symbol("client connection");
 type ConnectionSocket = Socket & { [CONNECTION]: ClientConnection };
@@ -77,7 +72,7 @@ export class ClientConnection {
   socket: Socket;
   private input: ClientInput | null = null;
   private outcome: ConnectionOutcome | undefined;
-  private shutdownHandler: () => void = DESTROY;
+  private shutdownHandler: (this: ClientConnection) => void = destroyOnShutdown;
   private held: Buffer[] = NOTHING_HELD;
   /** Bytes (and a FIN) that came while nobody was reading. */
   private unread: Buffer[] = NOTHING_HELD;

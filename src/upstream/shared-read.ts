@@ -60,7 +60,7 @@ export const sharedReadsAvailable = KEYS !== null;
  */
 export function readIntoSharedBuffer(socket: Socket, onRead: SharedRead): boolean {
   const handle = (socket as unknown as { _handle: { useUserBuffer?: (buffer: Uint8Array) => void } | null })._handle;
-  if (KEYS === null || handle === null || typeof handle?.useUserBuffer !== "function") return false;
+  if (KEYS === null || typeof handle?.useUserBuffer !== "function") return false;
   const paused = socket.isPaused();
   for (let chunk: Buffer | null; socket.readableLength > 0 && (chunk = socket.read() as Buffer | null) !== null; ) onRead.call(socket, chunk.length, chunk);
   const fields = socket as unknown as Record<symbol, unknown>;
