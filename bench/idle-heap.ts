@@ -7,7 +7,7 @@
  *
  * Run: npm run build && node --import tsx bench/idle-heap.ts [--tls] [--baseline OTHER/dist/src/cli.js]
  */
-import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { BUILT_CLI, startBalancer, startEchoNode } from "./side-by-side/contenders.js";
@@ -45,6 +45,18 @@ async function kinds(file: string): Promise<Map<string, { bytes: number; count: 
   return out;
 }
 
+async function endsWithBrace(file: string): Promise<boolean> {
+  const handle = await open(file);
+  try {
+    const { size } = await handle.stat();
+    const last = Buffer.alloc(16);
+    const { bytesRead } = await handle.read(last, 0, last.length, Math.max(0, size - last.length));
+    return last.subarray(0, bytesRead).toString().trimEnd().endsWith("}");
+  } finally {
+    await handle.close();
+  }
+}
+
 const dir = await mkdtemp(path.join(os.tmpdir(), "xmpp-lb-heap-"));
 const echo = await startEchoNode();
 const lb = await startBalancer(`127.0.0.1:${echo.port}`, "bench.test", { cli, nodeArgs: ["--heapsnapshot-signal=SIGUSR2"], cwd: dir });
@@ -54,13 +66,8 @@ const snapshot = async (): Promise<string> => {
   for (;;) {
     await sleep(500);
     const made = (await readdir(dir)).find((f) => !before.has(f) && f.endsWith(".heapsnapshot"));
-    // Written in one go: done once its size stops growing.
-    if (made !== undefined) {
-      const size = async (): Promise<number> => (await stat(path.join(dir, made))).size;
-      let last = -1;
-      for (let now = await size(); now !== last; last = now, await sleep(500), now = await size());
-      return path.join(dir, made);
-    }
+    // Written in pieces, with pauses: done once it ends with the JSON's closing brace.
+    if (made !== undefined && (await endsWithBrace(path.join(dir, made)))) return path.join(dir, made);
   }
 };
 try {

@@ -13,7 +13,7 @@ export const HAPROXY = process.env.HAPROXY_BIN ?? "/usr/sbin/haproxy";
 
 /** A contender process and where it takes clients. */
 export interface Contender {
-  name: "haproxy" | "xmpp-lb";
+  name: "haproxy" | "xmpp-lb" | "node-pipe";
   pid: number;
   plainPort: number;
   tlsPort: number;
@@ -122,6 +122,19 @@ backend node
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Node's floor (bench/side-by-side/node-pipe.mjs): a bare `pipe()` relay, plaintext and TLS-terminating, to `backend`. */
+export async function startNodePipe(backend: string): Promise<Contender> {
+  const child = spawn(process.execPath, [path.join(ROOT, "bench/side-by-side/node-pipe.mjs"), backend, CERT, KEY], { stdio: ["ignore", "pipe", "pipe"] });
+  const { exited } = started(child);
+  const ports = await new Promise<string>((resolve, reject) => {
+    child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim()));
+    child.once("exit", () => reject(new Error("node-pipe exited")));
+  });
+  const [plainPort, tlsPort] = ports.split(" ").map(Number) as [number, number];
+  pin(child.pid!, "contender");
+  return { name: "node-pipe", pid: child.pid!, plainPort, tlsPort, stop: () => stopChild(child, exited) };
 }
 
 export const BUILT_CLI = path.join(ROOT, "dist/src/cli.js");

@@ -9,6 +9,9 @@
  *   logins    full logins (TLS, PLAIN, bind, close) to a real Prosody node: CPU per login,
  *             forward and redirect, next to Prosody's own CPU per login
  *
+ * The relay and idle rows also run Node's floor (node-pipe.mjs: a bare pipe()
+ * relay, no XMPP), to tell what any Node relay costs from what the balancer adds.
+ *
  * Run: npm run bench [-- --quick] [-- --only relay,idle,logins] [-- --baseline OTHER/dist/src/cli.js]
  * (a full run of every scenario writes the table into BENCHMARKS.md; --only and --baseline write nothing;
  * --baseline runs another build of the balancer as a third contender, to measure a change in one run)
@@ -17,7 +20,7 @@ import { execFileSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { startProsodyCluster, type ProsodyCluster } from "../../test/support/prosody.js";
-import { BUILT_CLI, pin, startBalancer, startEchoNode, startHaproxy, HAPROXY, type Contender } from "./contenders.js";
+import { BUILT_CLI, pin, startBalancer, startEchoNode, startHaproxy, startNodePipe, HAPROXY, type Contender } from "./contenders.js";
 import { fullLogin, openMany, pingPong, redirectedLogin, type Endpoint, type TlsResumption } from "./loadgen.js";
 import { cpuMs, cpuSplitMs, rssKb } from "./proc.js";
 
@@ -31,7 +34,7 @@ const baseline = baselineAt < 0 ? undefined : process.argv[baselineAt + 1];
 const wanted = (scenario: "relay" | "idle" | "logins"): boolean => only === null || only.has(scenario);
 const ROUNDS = quick ? 1 : 2;
 /** The relay rows flip between two levels from round to round, for both contenders (the kernel's share of loopback work): more rounds, and medians. */
-const RELAY_ROUNDS = quick ? 1 : 3;
+const RELAY_ROUNDS = quick ? 1 : 5;
 const RELAY_SECONDS = quick ? 2 : 5;
 const IDLE_SESSIONS = quick ? 1000 : 8000;
 /** How long the idle sessions stay idle before RSS is read (HAProxy's does not move meanwhile; the balancer's drops once V8 collects the logins' garbage). */
@@ -54,18 +57,40 @@ interface Row {
   haproxy: number[];
   lb: number[];
   baseline: number[];
+  /** Node's floor (a bare pipe relay), where the scenario has one. */
+  floor: number[];
 }
 const rows: Row[] = [];
 
+/**
+ * The spread of the ratio, round by round (each round runs the contenders one
+ * after the other, so a slow spell of the machine mostly hits both): what a
+ * re-run may see.
+ */
+const roundRatios = (row: Row): string => {
+  const ratios = row.lb.map((x, i) => x / row.haproxy[i]!);
+  return `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x`;
+};
 
-/** Runs `measure` for each contender (and the baseline build, if any), alternately, ROUNDS times, and keeps the figures. */
-async function sideBySide(scenario: string, unit: string, starts: { haproxy: Start; lb: StartBalancer }, measure: (c: Contender) => Promise<number>, rounds = ROUNDS): Promise<void> {
-  const row: Row = { scenario, unit, haproxy: [], lb: [], baseline: [] };
-  const contenders: Array<[keyof Pick<Row, "haproxy" | "lb" | "baseline">, Start]> = [
+
+/**
+ * Runs `measure` for each contender (and the baseline build, and Node's floor,
+ * where given), alternately, `rounds` times, and keeps the figures.
+ */
+async function sideBySide(
+  scenario: string,
+  unit: string,
+  starts: { haproxy: Start; lb: StartBalancer; floor?: Start },
+  measure: (c: Contender) => Promise<number>,
+  rounds = ROUNDS,
+): Promise<void> {
+  const row: Row = { scenario, unit, haproxy: [], lb: [], baseline: [], floor: [] };
+  const contenders: Array<[keyof Pick<Row, "haproxy" | "lb" | "baseline" | "floor">, Start]> = [
     ["haproxy", starts.haproxy],
     ["lb", () => starts.lb(BUILT_CLI)],
   ];
   if (baseline !== undefined) contenders.push(["baseline", () => starts.lb(baseline)]);
+  if (starts.floor !== undefined) contenders.push(["floor", starts.floor]);
   for (let round = 0; round < rounds; round++) {
     for (const [which, start] of contenders) {
       const contender = await start();
@@ -78,15 +103,15 @@ async function sideBySide(scenario: string, unit: string, starts: { haproxy: Sta
   }
   rows.push(row);
   const figures = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(", ");
-  const vsBaseline = baseline === undefined ? "" : ` | baseline build ${figures(row.baseline)} -> ${(median(row.baseline) / median(row.haproxy)).toFixed(2)}x`;
-  console.log(`${scenario}: haproxy ${figures(row.haproxy)} | xmpp-lb ${figures(row.lb)} ${unit} -> ${(median(row.lb) / median(row.haproxy)).toFixed(2)}x${vsBaseline}`);
+  const vs = (label: string, xs: number[]): string => (xs.length === 0 ? "" : ` | ${label} ${figures(xs)} -> ${(median(xs) / median(row.haproxy)).toFixed(2)}x`);
+  console.log(`${scenario}: haproxy ${figures(row.haproxy)} | xmpp-lb ${figures(row.lb)} ${unit} -> ${(median(row.lb) / median(row.haproxy)).toFixed(2)}x (rounds ${roundRatios(row)})${vs("baseline build", row.baseline)}${vs("Node's floor", row.floor)}`);
 }
 
 async function relay(sessions: number, tls: boolean, echoPort: number): Promise<void> {
   await sideBySide(
     `relay, ${sessions} sessions, ${tls ? "TLS to the client" : "plaintext"}`,
     "us CPU per round trip",
-    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", { cli }) },
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", { cli }), floor: () => startNodePipe(`127.0.0.1:${echoPort}`) },
     async (c) => {
       const sockets = await openMany({ port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" }, sessions);
       await pingPong(sockets, sleep(1000)); // warm-up
@@ -106,7 +131,7 @@ async function idle(tls: boolean, echoPort: number): Promise<void> {
   await sideBySide(
     `idle memory, ${IDLE_SESSIONS} sessions, ${tls ? "TLS terminated" : "plaintext"}`,
     "KB RSS per session",
-    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", { cli }) },
+    { haproxy: () => startHaproxy(`127.0.0.1:${echoPort}`), lb: (cli) => startBalancer(`127.0.0.1:${echoPort}`, "bench.test", { cli }), floor: () => startNodePipe(`127.0.0.1:${echoPort}`) },
     async (c) => {
       const ep = { port: tls ? c.tlsPort : c.plainPort, tls, domain: "bench.test" };
       const warm = await openMany(ep, 50);
@@ -205,9 +230,12 @@ async function scenarios(): Promise<void> {
 }
 
 const table = [
-  "| scenario | unit | HAProxy | xmpp-lb | ratio |",
-  "|---|---|---|---|---|",
-  ...rows.map((r) => `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(median(r.lb) / median(r.haproxy)).toFixed(2)}x |`),
+  "| scenario | unit | HAProxy | xmpp-lb | ratio (of medians) | ratio, round by round | Node's floor (bare pipe relay) | floor's ratio |",
+  "|---|---|---|---|---|---|---|---|",
+  ...rows.map((r) => {
+    const floor = r.floor.length === 0 ? "| - | - |" : `| ${r.floor.map((x) => x.toFixed(2)).join(", ")} | ${(median(r.floor) / median(r.haproxy)).toFixed(2)}x |`;
+    return `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(median(r.lb) / median(r.haproxy)).toFixed(2)}x | ${roundRatios(r)} ${floor}`;
+  }),
 ].join("\n");
 console.log(`\n${table}`);
 if (!quick && only === null && baseline === undefined && rows.length > 0) {

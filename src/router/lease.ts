@@ -1,5 +1,5 @@
 import { StoreError } from "../errors.js";
-import type { Logger } from "../log.js";
+import type { LineLogger } from "../log.js";
 import type { ClusterStore } from "../store/store.js";
 
 /**
@@ -16,7 +16,7 @@ export class DirectoryLease {
     private readonly store: ClusterStore,
     private readonly jid: string | null,
     private readonly nodeId: string,
-    private readonly log: Logger,
+    private readonly log: LineLogger,
   ) {}
 
   /** The client was sent to the node with see-other-host. */

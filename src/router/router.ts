@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { servesDomain, type NodeTable, type NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
-import type { Logger } from "../log.js";
+import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { ClusterStore } from "../store/store.js";
 import { DirectoryLease } from "./lease.js";
@@ -58,7 +58,7 @@ export class Router {
   ) {}
 
   /** A decision, or null when no node can take the login. `log` hears of store failures. */
-  async route(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {
+  async route(req: RouteRequest, log: LineLogger): Promise<RouteDecision | null> {
     const started = performance.now();
     // The embedded store answers at once: a deadline (a timer per decision) is only for a networked one.
     let decision = this.store.kind === "memory" ? await this.decide(req, log) : this.store.up ? await this.withinStoreTimeout(this.decide(req, log), log) : STORE_UNUSABLE;
@@ -68,7 +68,7 @@ export class Router {
   }
 
   /** No client waits longer than the store timeout for a decision, however the store fails. */
-  private async withinStoreTimeout<T>(work: Promise<T>, log: Logger): Promise<T | typeof STORE_UNUSABLE> {
+  private async withinStoreTimeout<T>(work: Promise<T>, log: LineLogger): Promise<T | typeof STORE_UNUSABLE> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<typeof STORE_UNUSABLE>((resolve) => (timer = setTimeout(() => resolve(STORE_UNUSABLE), this.options.storeTimeoutMs)));
     const failed = work.catch((err: Error): typeof STORE_UNUSABLE => {
@@ -96,14 +96,14 @@ export class Router {
   }
 
   /** Rendezvous hashing over the nodes known: the same answer on every instance, with no store. */
-  private fallback(req: RouteRequest, log: Logger): RouteDecision | null {
+  private fallback(req: RouteRequest, log: LineLogger): RouteDecision | null {
     const candidates = this.candidates(this.nodes.table, req);
     if (candidates.length === 0) return null;
     const node = hashStrategy.pick(candidates, req.jid ?? randomUUID(), NO_LOADS);
     return { node, via: "fallback", lease: new DirectoryLease(this.store, req.jid, node.id, log) };
   }
 
-  private async decide(req: RouteRequest, log: Logger): Promise<RouteDecision | null> {
+  private async decide(req: RouteRequest, log: LineLogger): Promise<RouteDecision | null> {
     const table = this.nodes.table;
     const keeper = (id: string | null): NodeView | undefined => {
       if (id === null || req.exclude?.has(id) || !table.keepsUsers(id)) return undefined;

@@ -1,5 +1,5 @@
 import type { Element } from "@xmpp/xml";
-import type { Logger } from "../log.js";
+import type { LineLogger } from "../log.js";
 import { saslMechanismsOf } from "../xmpp/features.js";
 
 /**
@@ -10,7 +10,7 @@ export class NodeAdvice {
   private readonly given = new Set<string>();
 
   /** What the node's features say about the client's mechanism and channel binding. */
-  checkFeatures(features: Element, nodeId: string, mechanism: string | undefined, log: Logger): void {
+  checkFeatures(features: Element, nodeId: string, mechanism: string | undefined, log: LineLogger): void {
     const offered = saslMechanismsOf(features);
     if (mechanism !== undefined && offered.length > 0 && !offered.includes(mechanism)) {
       log.warn({ node: nodeId, mechanism, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms");
@@ -20,11 +20,11 @@ export class NodeAdvice {
     }
   }
 
-  tlsRequired(nodeId: string, log: Logger): void {
+  tlsRequired(nodeId: string, log: LineLogger): void {
     this.once("tls", nodeId, log, {}, "the node requires TLS before SASL: the balancer uses STARTTLS to it (--backend-tls makes this explicit; phase open needs it)");
   }
 
-  private once(kind: string, nodeId: string, log: Logger, fields: object, message: string): void {
+  private once(kind: string, nodeId: string, log: LineLogger, fields: object, message: string): void {
     const key = `${kind} ${nodeId}`;
     if (this.given.has(key)) return;
     this.given.add(key);

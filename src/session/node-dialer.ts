@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { UpstreamError } from "../errors.js";
-import type { Logger } from "../log.js";
+import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { RouteDecision, RouteRequest, Router } from "../router/router.js";
 
@@ -44,7 +44,7 @@ export async function dialChosenNode<T>(
   metrics: Metrics,
   request: Omit<RouteRequest, "exclude">,
   transport: NodeDial<T>,
-  options: { timeoutMs: number; signal: AbortSignal; log: Logger },
+  options: { timeoutMs: number; signal: AbortSignal; log: LineLogger },
 ): Promise<DialOutcome<T>> {
   const { signal, log } = options;
   /** Nodes this transport cannot reach: never asked for again. */

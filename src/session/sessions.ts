@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import type { StreamErrorCondition } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
-import type { Logger } from "../log.js";
+import { BoundLogger, type LineLogger, type Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
 import { AdmissionTicket, REFUSAL_TEXT, type Admission, type Refusal } from "../listener/admission.js";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
@@ -82,7 +82,7 @@ export class ClientConnection {
   /** Dropped at the hand-off (see leftSignal): an idle relayed session keeps as little as it can. */
   private left: AbortController | null = new AbortController();
   /** Made when first used: a connection refused at once by a limit never needs one. */
-  private childLog: Logger | undefined;
+  private boundLog: BoundLogger | undefined;
 
   constructor(
     raw: Socket,
@@ -105,8 +105,13 @@ export class ClientConnection {
     this.listen(raw);
   }
 
-  get log(): Logger {
-    return (this.childLog ??= this.parentLog.child({ conn: this.id, client: `${this.client.address}:${this.client.port}`, listener: this.listener.name }));
+  /** This connection's lines: the balancer's logger with its id, client and listener. */
+  get log(): LineLogger {
+    return (this.boundLog ??= new BoundLogger(this.parentLog, this));
+  }
+
+  logBindings(): { conn: string; client: string; listener: string } {
+    return { conn: this.id, client: `${this.client.address}:${this.client.port}`, listener: this.listener.name };
   }
 
   /** The client's socket closed (a TLS socket closes with it). */

@@ -6,7 +6,7 @@ import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { SaslError, StreamError } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import type { WebSocketClient } from "../listener/websocket-listener.js";
-import type { Logger } from "../log.js";
+import type { LineLogger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNodeWebSocket, toBuffer } from "../upstream/node-websocket.js";
@@ -69,7 +69,7 @@ export class WebSocketSession {
     private readonly router: Router,
     private readonly nodes: NodeTableHolder,
     private readonly metrics: Metrics,
-    private readonly log: Logger,
+    private readonly log: LineLogger,
   ) {
     this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
