@@ -9,8 +9,9 @@
  *   logins    full logins (TLS, PLAIN, bind, close) to a real Prosody node: CPU per login,
  *             forward and redirect, next to Prosody's own CPU per login
  *
- * The relay and idle rows also run Node's floor (node-pipe.mjs: a bare pipe()
- * relay, no XMPP), to tell what any Node relay costs from what the balancer adds.
+ * The relay, idle and forwarded login rows also run Node's floor (node-pipe.mjs:
+ * a bare pipe() relay, no XMPP), to tell what any Node relay costs from what
+ * the balancer adds.
  *
  * Run: npm run bench [-- --quick] [-- --only relay,idle,logins] [-- --baseline OTHER/dist/src/cli.js]
  * (a full run of every scenario writes the table into BENCHMARKS.md; --only and --baseline write nothing;
@@ -160,6 +161,8 @@ async function logins(cluster: ProsodyCluster, prosodyPid: () => number, mode: "
       haproxy: () => startHaproxy(`${node.internal.host}:${node.internal.port}`),
       // One account from one address: without --redirect-loop-window 0 every login after the first would be forwarded.
       lb: (cli) => startBalancer(`${node.internal.host}:${node.internal.port}`, cluster.domain, { extra: ["--mode", mode === "redirect" ? "redirect" : "forward", "--redirect-loop-window", "0"], cli }),
+      // A redirect has no counterpart in a bare relay.
+      floor: mode === "redirect" ? undefined : () => startNodePipe(`${node.internal.host}:${node.internal.port}`),
     },
     async (c) => {
       const ep = { port: c.tlsPort, tls: true, domain: cluster.domain };

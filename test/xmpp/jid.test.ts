@@ -7,6 +7,8 @@ import { prosodyAvailable, prosodyStringprep, type StringprepProfile } from "../
 // Tricky localparts; the expected output of each is whatever Prosody says.
 const LOCALPARTS: Array<[label: string, input: string]> = [
   ["ASCII upper case", "Alice"],
+  ["ASCII letters, digits and ._+- (the plain path)", "Alice.Smith_2+Tag-x"],
+  ["ASCII with a character off the plain path", "Alice.Smith~2"],
   ["sharp s", "Straße"],
   ["capital sharp s (unassigned in Unicode 3.2: passes through)", "\u1e9e"],
   ["long s", "ſam"],
@@ -55,6 +57,7 @@ const LOCALPARTS: Array<[label: string, input: string]> = [
 
 const DOMAINS: Array<[label: string, input: string]> = [
   ["mixed case", "EXAMPLE.com"],
+  ["ASCII letters, digits, dots and hyphens (the plain path)", "Sub-Domain.Example2.ORG"],
   ["umlaut", "Bücher.example"],
   ["umlaut, decomposed", "BU\u0308CHER.example"],
   ["sharp s", "Straße.example"],
