@@ -14,7 +14,7 @@ import { proxyHeader, type ProxyAddresses } from "./net/proxy-header.js";
 import { Admission } from "./listener/admission.js";
 import { readProxyHeader } from "./listener/proxy-reader.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
-import { BoundLogger, createLogger, type Logger } from "./log.js";
+import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Router } from "./router/router.js";
 import { strategyByName } from "./router/strategies.js";
@@ -216,8 +216,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         },
       },
       (socket, client) => {
-        const bindings = { listener: listenerConfig.name, client: `${client.address}:${client.port}`, transport: "websocket" };
-        const session = new WebSocketSession(socket, client, settings, router, nodes, metrics, new BoundLogger(log, { logBindings: () => bindings }));
+        const session = new WebSocketSession(socket, client, settings, router, nodes, metrics, log);
         webSessions.add(session);
         socket.once("close", () => webSessions.delete(session));
       },

@@ -34,7 +34,7 @@ const baselineAt = process.argv.indexOf("--baseline");
 const baseline = baselineAt < 0 ? undefined : process.argv[baselineAt + 1];
 const wanted = (scenario: "relay" | "idle" | "logins"): boolean => only === null || only.has(scenario);
 const ROUNDS = quick ? 1 : 2;
-/** The relay rows flip between two levels from round to round, for both contenders (the kernel's share of loopback work): more rounds, and medians. */
+/** The relay rows flip between two levels from round to round, for every contender (the machine's speed varies): more rounds, and medians. */
 const RELAY_ROUNDS = quick ? 1 : 5;
 const RELAY_SECONDS = quick ? 2 : 5;
 const IDLE_SESSIONS = quick ? 1000 : 8000;
@@ -49,6 +49,10 @@ const median = (xs: number[]): number => {
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
+/** A contender's figures, as printed. */
+const figures = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(", ");
+/** How `xs` compares with HAProxy's figures of the same row: a ratio of medians. */
+const vsHaproxy = (xs: number[], row: Row): string => `${(median(xs) / median(row.haproxy)).toFixed(2)}x`;
 type Start = () => Promise<Contender>;
 /** Starts the balancer from a given build's cli.js. */
 type StartBalancer = (cli: string) => Promise<Contender>;
@@ -72,7 +76,6 @@ const roundRatios = (row: Row): string => {
   const ratios = row.lb.map((x, i) => x / row.haproxy[i]!);
   return `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x`;
 };
-
 
 /**
  * Runs `measure` for each contender (and the baseline build, and Node's floor,
@@ -103,9 +106,8 @@ async function sideBySide(
     }
   }
   rows.push(row);
-  const figures = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(", ");
-  const vs = (label: string, xs: number[]): string => (xs.length === 0 ? "" : ` | ${label} ${figures(xs)} -> ${(median(xs) / median(row.haproxy)).toFixed(2)}x`);
-  console.log(`${scenario}: haproxy ${figures(row.haproxy)} | xmpp-lb ${figures(row.lb)} ${unit} -> ${(median(row.lb) / median(row.haproxy)).toFixed(2)}x (rounds ${roundRatios(row)})${vs("baseline build", row.baseline)}${vs("Node's floor", row.floor)}`);
+  const vs = (label: string, xs: number[]): string => (xs.length === 0 ? "" : ` | ${label} ${figures(xs)} -> ${vsHaproxy(xs, row)}`);
+  console.log(`${scenario}: haproxy ${figures(row.haproxy)} | xmpp-lb ${figures(row.lb)} ${unit} -> ${vsHaproxy(row.lb, row)} (rounds ${roundRatios(row)})${vs("baseline build", row.baseline)}${vs("Node's floor", row.floor)}`);
 }
 
 async function relay(sessions: number, tls: boolean, echoPort: number): Promise<void> {
@@ -236,8 +238,8 @@ const table = [
   "| scenario | unit | HAProxy | xmpp-lb | ratio (of medians) | ratio, round by round | Node's floor (bare pipe relay) | floor's ratio |",
   "|---|---|---|---|---|---|---|---|",
   ...rows.map((r) => {
-    const floor = r.floor.length === 0 ? "| - | - |" : `| ${r.floor.map((x) => x.toFixed(2)).join(", ")} | ${(median(r.floor) / median(r.haproxy)).toFixed(2)}x |`;
-    return `| ${r.scenario} | ${r.unit} | ${r.haproxy.map((x) => x.toFixed(2)).join(", ")} | ${r.lb.map((x) => x.toFixed(2)).join(", ")} | ${(median(r.lb) / median(r.haproxy)).toFixed(2)}x | ${roundRatios(r)} ${floor}`;
+    const floor = r.floor.length === 0 ? "- | -" : `${figures(r.floor)} | ${vsHaproxy(r.floor, r)}`;
+    return `| ${r.scenario} | ${r.unit} | ${figures(r.haproxy)} | ${figures(r.lb)} | ${vsHaproxy(r.lb, r)} | ${roundRatios(r)} | ${floor} |`;
   }),
 ].join("\n");
 console.log(`\n${table}`);

@@ -6,7 +6,7 @@ import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { SaslError, StreamError } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import type { WebSocketClient } from "../listener/websocket-listener.js";
-import type { LineLogger } from "../log.js";
+import { BoundLogger, type Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNodeWebSocket, toBuffer } from "../upstream/node-websocket.js";
@@ -61,6 +61,8 @@ export class WebSocketSession {
   private readonly left = new AbortController();
   private readonly timer: NodeJS.Timeout;
   private outcome: ConnectionOutcome | undefined;
+  /** This session's lines: the balancer's logger with its listener and client. */
+  private readonly log: BoundLogger;
 
   constructor(
     private readonly socket: WebSocket,
@@ -69,8 +71,9 @@ export class WebSocketSession {
     private readonly router: Router,
     private readonly nodes: NodeTableHolder,
     private readonly metrics: Metrics,
-    private readonly log: LineLogger,
+    parentLog: Logger,
   ) {
+    this.log = new BoundLogger(parentLog, this);
     this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
     metrics.activeConnections.inc({ listener: settings.listener.name });
@@ -86,9 +89,13 @@ export class WebSocketSession {
       }
     });
     socket.on("error", (err: Error) => {
-      log.info({ err: err.message }, "WebSocket error from the client");
+      this.log.info({ err: err.message }, "WebSocket error from the client");
       socket.terminate();
     });
+  }
+
+  logBindings(): { listener: string; client: string; transport: "websocket" } {
+    return { listener: this.settings.listener.name, client: `${this.client.address}:${this.client.port}`, transport: "websocket" };
   }
 
   private readonly onMessage = (data: RawData): void => {
