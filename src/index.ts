@@ -21,8 +21,9 @@ import { strategyByName } from "./router/strategies.js";
 import { LINGER_MS } from "./net/linger.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
 import { AuthFailures } from "./session/auth-failures.js";
+import { LoginVerdicts } from "./session/login-verdict.js";
 import { Handoff } from "./session/handoff.js";
-import { MAX_MESSAGE_BYTES as WS_MAX_MESSAGE_BYTES, WebSocketSession, type WebSocketSessionSettings } from "./session/websocket-session.js";
+import { MAX_PREAUTH_MESSAGE_BYTES as WS_MAX_PREAUTH_MESSAGE_BYTES, WebSocketSession, type WebSocketSessionSettings } from "./session/websocket-session.js";
 import { listenWebSocket } from "./listener/websocket-listener.js";
 import type { ListenerConfig } from "./listener/listener.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
@@ -140,7 +141,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
   const authFailures = new AuthFailures({ perAddress: config.maxAuthFailuresPerAddress, perJid: config.maxAuthFailuresPerJid, windowMs: config.authFailureWindowMs });
-  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, authFailures, trafficLimit: config.trafficLimit });
+  const verdicts = new LoginVerdicts(metrics, authFailures);
+  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, verdicts, trafficLimit: config.trafficLimit });
 
   const domains = new Set(config.domains);
   const admission = new Admission({
@@ -192,13 +194,15 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       maxPreAuthBytes: config.maxPreAuthBytes,
       maxSaslFailures: MAX_SASL_FAILURES,
       authFailures,
+      verdicts,
+      trafficLimit: config.trafficLimit,
       backendCa,
     };
     const bound = await listenWebSocket(
       listenerConfig,
       {
         origins: config.wsOrigins,
-        maxPayload: WS_MAX_MESSAGE_BYTES,
+        maxPayload: WS_MAX_PREAUTH_MESSAGE_BYTES,
         pingIntervalMs: config.wsPingIntervalMs,
         secureContext: () => tlsHolder?.current,
         admission,

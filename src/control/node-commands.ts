@@ -19,6 +19,8 @@ interface RegisterArgs extends StoreArgs {
   weight?: number;
   zone?: string;
   domains?: string;
+  ws?: string;
+  wsInternal?: string;
   ttl: number;
   probeDomain?: string;
   probeTimeout: number;
@@ -50,8 +52,9 @@ async function withRegistry<T>(args: StoreArgs, action: (registry: RedisRegistry
 /** Validates every flag before anything connects, then heartbeats until SIGTERM or SIGINT, which deregister and exit 0. */
 function register(args: RegisterArgs): void {
   // The node flags are --node's keys: parseNode validates them the same way.
-  const { id, internal, external, weight, zone, domains } = args;
-  const spec = parseNode(Object.fromEntries(Object.entries({ id, internal, external, weight, zone, domains }).filter(([, v]) => v !== undefined)));
+  const { id, internal, external, weight, zone, domains, ws } = args;
+  const fields = { id, internal, external, weight, zone, domains, ws, "ws-internal": args.wsInternal };
+  const spec = parseNode(Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)));
   const domain = args.probeDomain ?? spec.domains[0];
   if (domain === undefined) throw new ConfigError("--probe-domain (or --domains) is required: the domain the probe opens its XMPP stream to");
   const ttlMs = seconds("ttl", args.ttl, args.ttl, 0.001);
@@ -145,6 +148,8 @@ export const nodeCommands: CommandModule = {
             .option("weight", { type: "number", describe: "relative share of new users (default 1)" })
             .option("zone", { type: "string", describe: "balancers of the same --zone prefer this node" })
             .option("domains", { type: "string", describe: "D1+D2: the domains the node serves (default: all)" })
+            .option("ws", { type: "string", describe: "the node's WebSocket URL for clients: what a WebSocket redirect's see-other-uri carries" })
+            .option("ws-internal", { type: "string", describe: "the node's WebSocket URL the balancers dial to forward WebSocket clients" })
             .option("ttl", { type: "number", default: 15, describe: "seconds the node stays after its last heartbeat; heartbeats every ttl/3" })
             .option("probe-domain", { type: "string", describe: "domain the probe's stream is opened to (default: the first of --domains)" })
             .option("probe-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })

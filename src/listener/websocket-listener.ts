@@ -14,7 +14,7 @@ export type WebSocketRefusal = Refusal | "subprotocol" | "origin" | "proxy-heade
 export interface WebSocketListenerOptions {
   /** Allowed Origin headers; empty: any origin (RFC 6455 10.2: browsers send one, other clients may not). */
   origins: readonly string[];
-  /** Largest message a client may send (the pre-auth limit is checked per message by the session). */
+  /** Largest frame or message a client may send before login, held to on the wire; the session raises it at the hand-off. */
   maxPayload: number;
   /** Ping every this many ms; a client that did not answer the previous ping is cut off (0: off). */
   pingIntervalMs: number;
@@ -38,6 +38,27 @@ export interface WebSocketClient {
   /** Query parameters of the upgrade request (the `from` hint of phase open). */
   query: URLSearchParams;
   admission: AdmissionTicket;
+}
+
+/** The part of a `ws` socket that holds its message size limit (the library sets it once, from the server's maxPayload). */
+interface ReceiverLimit {
+  _receiver?: { _maxPayload?: unknown } | null;
+}
+
+/**
+ * Lets an accepted WebSocket take messages up to `bytes` from now on. Before
+ * login the listener's small maxPayload bounds every frame on the wire; after
+ * the hand-off a client's messages may be as large as its node accepts. `ws`
+ * has no public setter, so its receiver's field is set, and a `ws` that no
+ * longer has it is an error (the tests run this path).
+ */
+export function allowMessagesUpTo(socket: WebSocket, bytes: number): void {
+  const receiver = (socket as unknown as ReceiverLimit)._receiver;
+  if (receiver === null || receiver === undefined || typeof receiver._maxPayload !== "number") {
+    if (socket.readyState !== socket.OPEN) return; // closing: nothing more will be read
+    throw new Error("this version of ws keeps no _receiver._maxPayload: the message limit cannot be raised after login");
+  }
+  receiver._maxPayload = bytes;
 }
 
 /** HTTP status for a limit's refusal: the service is full (503), or this address asks too much (429). */

@@ -14,8 +14,14 @@ export interface RouteRequest {
   /** Bare JID, or null when the login carries no identity (ANONYMOUS): no affinity then. */
   jid: string | null;
   domain: string;
-  /** Nodes already tried for this connection (their dial failed). */
+  /** Nodes already tried for this connection (their dial failed): their users may move. */
   exclude?: ReadonlySet<string>;
+  /**
+   * Nodes this connection's transport cannot reach (a WebSocket client, a
+   * node without `ws-internal=`): not chosen, but not replaced either. Their
+   * users keep their entries; this connection goes elsewhere unpinned.
+   */
+  unreachable?: ReadonlySet<string>;
 }
 
 export interface RouteDecision {
@@ -89,7 +95,7 @@ export class Router {
    * hash's choice. Nothing is claimed: the directory keeps what it had.
    */
   private panic(table: NodeTable, req: RouteRequest, owner: string | null, decision: (node: NodeView, via: RouteDecision["via"]) => RouteDecision): RouteDecision | null {
-    const dialable = table.nodes.filter((n) => !n.draining && servesDomain(n, req.domain) && !req.exclude?.has(n.id));
+    const dialable = table.nodes.filter((n) => !n.draining && servesDomain(n, req.domain) && !req.exclude?.has(n.id) && !req.unreachable?.has(n.id));
     if (dialable.length === 0) return null;
     const own = dialable.find((n) => n.id === owner);
     return decision(own ?? hashStrategy.pick(dialable, req.jid ?? randomUUID(), NO_LOADS), "panic");
@@ -106,7 +112,7 @@ export class Router {
   private async decide(req: RouteRequest, log: LineLogger): Promise<RouteDecision | null> {
     const table = this.nodes.table;
     const keeper = (id: string | null): NodeView | undefined => {
-      if (id === null || req.exclude?.has(id) || !table.keepsUsers(id)) return undefined;
+      if (id === null || req.exclude?.has(id) || req.unreachable?.has(id) || !table.keepsUsers(id)) return undefined;
       const node = table.get(id);
       return node !== undefined && servesDomain(node, req.domain) ? node : undefined;
     };
@@ -135,18 +141,21 @@ export class Router {
     const chosen = this.strategy.pick(candidates, req.jid, loads);
     const stale = [...(req.exclude ?? []), ...table.nodes.filter((n) => !table.keepsUsers(n.id)).map((n) => n.id)];
     let claim = await this.store.claim(req.jid, chosen.id, stale);
-    if (!claim.wrote && keeper(claim.owner) === undefined) {
+    if (!claim.wrote && keeper(claim.owner) === undefined && req.unreachable?.has(claim.owner) !== true) {
       // The owner is a node this table does not know (removed) or one that
       // does not serve this domain: replace it, at the cost of a second trip.
       claim = await this.store.claim(req.jid, chosen.id, [...stale, claim.owner]);
     }
     if (claim.wrote) return decision(chosen, "strategy");
     const kept = keeper(claim.owner);
-    return kept !== undefined ? decision(kept, "directory") : decision(chosen, "strategy");
+    if (kept !== undefined) return decision(kept, "directory");
+    // The owner is one this transport cannot reach: the login goes to the strategy's choice, and the entry stays the owner's.
+    if (req.unreachable?.has(claim.owner) === true) return { node: chosen, via: "strategy", lease: new DirectoryLease(this.store, null, chosen.id, log) };
+    return decision(chosen, "strategy");
   }
 
   private candidates(table: NodeTable, req: RouteRequest): NodeView[] {
-    const all = table.available(req.domain).filter((n) => !req.exclude?.has(n.id));
+    const all = table.available(req.domain).filter((n) => !req.exclude?.has(n.id) && !req.unreachable?.has(n.id));
     if (this.options.zone === undefined) return all;
     const local = all.filter((n) => n.zone === this.options.zone);
     return local.length > 0 ? local : all;

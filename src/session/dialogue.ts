@@ -8,14 +8,15 @@ import { LINGER_MS } from "../net/linger.js";
 import { featuresXml } from "../xmpp/features.js";
 import { parseBareJid } from "../xmpp/jid.js";
 import { NS_CLIENT, NS_SASL, NS_TLS, STANZA_NAMES } from "../xmpp/namespaces.js";
-import { EMPTY_CHALLENGE_XML, PROCEED_XML, STREAM_CLOSE_XML, TLS_FAILURE_XML, authXml } from "../xmpp/nonzas.js";
+import { ABORT_XML, EMPTY_CHALLENGE_XML, PROCEED_XML, STREAM_CLOSE_XML, TLS_FAILURE_XML, authXml, responseXml } from "../xmpp/nonzas.js";
 import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
 import { saslFailureXml, streamErrorXml } from "../xmpp/stream-error.js";
 import { readStreamHeader, streamOpenXml, type StreamHeader } from "../xmpp/stream-header.js";
 import { StreamReader, type StreamEvent } from "../xmpp/stream-reader.js";
 import type { AuthFailures } from "./auth-failures.js";
+import type { AttemptEnd, ForwardedLogin } from "./forwarded-login.js";
 import type { Handoff, Login } from "./handoff.js";
-import type { ClientConnection } from "./sessions.js";
+import type { ClientConnection, HeldInput } from "./sessions.js";
 
 export interface DialogueSettings {
   listener: ListenerConfig;
@@ -36,7 +37,7 @@ export interface DialogueSettings {
   authFailures: AuthFailures;
 }
 
-type State = "header" | "features" | "sasl-response" | "deciding" | "done";
+type State = "header" | "features" | "sasl-response" | "deciding" | "exchange" | "done";
 /** What the dialogue does after one event: read on, upgrade to TLS, or decide. */
 type Step = { kind: "read" } | { kind: "starttls" } | { kind: "decide"; login: Login };
 
@@ -60,6 +61,10 @@ export class PreAuthDialogue {
   private bytesSeen = 0;
   private saslFailures = 0;
   private mechanism: Mechanism | undefined;
+  /** The JID the attempt with a node named (each attempt is charged to its own). */
+  private jid: string | null = null;
+  /** The attempt a node is running now (state exchange). */
+  private attempt: ForwardedLogin | undefined;
   /** What this connection's features offered (the nodes' support may change meanwhile). */
   private offered: readonly Mechanism[] = [];
   private streamId = newStreamId();
@@ -68,6 +73,7 @@ export class PreAuthDialogue {
   private readonly onClosed = (): void => {
     clearTimeout(this.timer);
     this.state = "done";
+    this.dropAttempt();
   };
   /** Between STARTTLS (or a direct-TLS accept) and the end of the handshake. */
   private handshaking = false;
@@ -159,6 +165,13 @@ export class PreAuthDialogue {
     if (ns === NS_TLS && el.getName() === "starttls" && this.state === "features") return this.onStartTls();
     if (ns === NS_SASL) {
       const name = el.getName();
+      if (this.state === "exchange" && this.attempt !== undefined) {
+        // The node runs this exchange: the client's steps go to it, nothing else may come before its verdict.
+        if (name === "response" || name === "abort") {
+          this.attempt.send(name === "response" ? responseXml(el.getText()) : ABORT_XML);
+          return READ_ON;
+        }
+      }
       if (name === "auth" && this.state === "features") return this.onAuth(el);
       if (name === "response" && this.state === "sasl-response" && this.mechanism !== undefined) return this.onInitialResponse(this.mechanism, el.getText());
       if (name === "abort") {
@@ -226,11 +239,16 @@ export class PreAuthDialogue {
   }
 
   private saslFailed(err: SaslError): void {
-    this.saslFailures += 1;
     this.mechanism = undefined;
     this.state = "features";
     this.conn.log.info({ condition: err.condition, reason: err.message }, "SASL attempt refused");
     this.send(saslFailureXml(err.condition, err.message));
+    this.countSaslFailure();
+  }
+
+  /** Refusals by the balancer and by nodes alike: past the limit the stream is closed. */
+  private countSaslFailure(): void {
+    this.saslFailures += 1;
     if (this.saslFailures >= this.settings.maxSaslFailures) throw new StreamError("policy-violation", "too many failed login attempts");
   }
 
@@ -265,28 +283,95 @@ export class PreAuthDialogue {
       return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
     }
     this.state = "deciding";
+    this.jid = login.jid;
     // Bytes already read past the decisive element stay in the reader until the node is known.
     const unread = this.reader.takeRest();
     this.conn.hold(this.settings.maxPreAuthBytes - this.bytesSeen);
-    const replay = unread.length > 0 ? Buffer.concat([login.replay, unread]) : login.replay;
+    // The open phase hands the node everything; in the login phase what follows the <auth/> is the dialogue's to read.
+    const replay = login.mechanism === undefined && unread.length > 0 ? Buffer.concat([login.replay, unread]) : login.replay;
     const { mode } = this.settings.listener;
     try {
       const result = mode === "redirect" ? await this.handoff.redirect(this.conn, { ...login, replay }) : await this.handoff.forward(this.conn, { ...login, replay });
-      if (this.settled) return; // timed out or closed meanwhile
+      if (this.settled) {
+        // Timed out or closed meanwhile: an attempt already with its node goes.
+        if (result.outcome === "authenticating") {
+          this.attempt = result.attempt;
+          this.dropAttempt();
+        }
+        return;
+      }
       if (result.outcome === "no-node") return this.noNode(login, unread);
+      if (result.outcome === "authenticating") return this.authenticate(result.attempt, result.held, login.mechanism === undefined ? Buffer.alloc(0) : unread);
       this.conn.finish(result.outcome);
       if (result.outcome === "abandoned") {
         this.conn.log.info("the client left before its node answered");
         return this.closeWith("");
       }
-      this.state = "done";
-      clearTimeout(this.timer);
-      // The connection is the relay's (or closing after a redirect): nothing may keep this dialogue, its reader and parser alive.
-      this.closedSocket.off("close", this.onClosed);
+      this.handedOff();
     } catch (err) {
       this.conn.log.error({ err }, "handoff failed");
       this.conn.finish("failed");
       this.closeWith(this.pendingHeader() + streamErrorXml("internal-server-error"));
+    }
+  }
+
+  /** The connection is the relay's (or closing after a redirect): nothing may keep this dialogue, its reader and parser alive. */
+  private handedOff(): void {
+    this.state = "done";
+    clearTimeout(this.timer);
+    this.closedSocket.off("close", this.onClosed);
+  }
+
+  /**
+   * The node has the client's `<auth/>`: the client's SASL elements go to it
+   * one by one until its verdict; the login timeout still runs.
+   */
+  private authenticate(attempt: ForwardedLogin, held: HeldInput, unread: Buffer): void {
+    this.attempt = attempt;
+    this.state = "exchange";
+    attempt.start(this.onVerdict);
+    this.conn.readWith(this.input);
+    this.readAgain(unread, held.bytes);
+  }
+
+  private readonly onVerdict = (end: AttemptEnd): void => {
+    const attempt = this.attempt;
+    this.attempt = undefined;
+    if (attempt === undefined || this.state !== "exchange") return;
+    if (end === "success") {
+      this.conn.finish("forwarded");
+      this.handedOff();
+      this.handoff.relayAfterLogin(this.conn, attempt, this.reader.takeRest());
+      return;
+    }
+    if (end === "node-closed") {
+      this.conn.log.info("the node closed the connection during the login");
+      this.conn.finish("failed");
+      return this.closeWith("");
+    }
+    // Refused: the client is the dialogue's again; its next <auth/> passes the limits and the routing afresh.
+    this.state = "features";
+    this.handoff.loginRefused(this.conn, attempt, this.jid);
+    this.conn.log.info({ node: attempt.decision.node.id }, "the node refused the login");
+    try {
+      this.countSaslFailure();
+    } catch (err) {
+      this.fail(err);
+    }
+  };
+
+  /** Pushes bytes the dialogue must read (again) through the reader: they count against the pre-auth bytes once, here. */
+  private readAgain(...chunks: Buffer[]): void {
+    try {
+      for (const chunk of chunks) {
+        if (chunk.length === 0) continue;
+        this.bytesSeen += chunk.length;
+        if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
+        this.reader.push(chunk);
+      }
+      this.readEvents();
+    } catch (err) {
+      this.fail(err);
     }
   }
 
@@ -304,16 +389,13 @@ export class PreAuthDialogue {
     this.conn.readWith(this.input);
     try {
       this.saslFailed(new SaslError("temporary-auth-failure", "no cluster node is available; try again later"));
-      // What followed the <auth/> is read as the next steps of the dialogue; held bytes count once, here.
-      this.bytesSeen += held.bytes.length;
-      if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
-      this.reader.push(unread);
-      this.reader.push(held.bytes);
-      this.readEvents();
     } catch (err) {
       this.conn.finish("failed");
-      this.fail(err);
+      return this.fail(err);
     }
+    // What followed the <auth/> is read as the next steps of the dialogue (unread was counted when it came).
+    this.reader.push(unread);
+    this.readAgain(held.bytes);
   }
 
   /** Read through a getter: the state changes while a decision is awaited. */
@@ -336,9 +418,19 @@ export class PreAuthDialogue {
     if (!this.conn.socket.destroyed) this.conn.socket.write(xml);
   }
 
+  /** An attempt still with its node when the dialogue ends: the node stream goes, and so does the claim it made. */
+  private dropAttempt(): void {
+    const attempt = this.attempt;
+    this.attempt = undefined;
+    if (attempt === undefined) return;
+    attempt.abort();
+    attempt.decision.lease.refused();
+  }
+
   private closeWith(xml: string): void {
     this.state = "done";
     clearTimeout(this.timer);
+    this.dropAttempt();
     // Mid-handshake nothing can be said, and no FIN goes out: close at once rather than linger.
     if (this.handshaking) this.conn.destroy();
     else this.conn.close(LINGER_MS.rejected, xml);

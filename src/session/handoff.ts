@@ -2,6 +2,7 @@ import net, { type Socket } from "node:net";
 import type { NodeView, ProxyVersion } from "../cluster/node.js";
 import { proxyHeader } from "../net/proxy-header.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
+import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { LINGER_MS } from "../net/linger.js";
 import type { RouteDecision, Router } from "../router/router.js";
@@ -11,10 +12,12 @@ import { dialChosenNode } from "./node-dialer.js";
 import type { TrafficLimit } from "../upstream/traffic-limit.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
+import { streamErrorXml } from "../xmpp/stream-error.js";
 import { NodeAdvice } from "./node-advice.js";
-import type { AuthFailures } from "./auth-failures.js";
+import { ForwardedLogin } from "./forwarded-login.js";
+import type { LoginVerdicts } from "./login-verdict.js";
 import type { RedirectMemory } from "./redirect-memory.js";
-import type { ClientConnection } from "./sessions.js";
+import type { ClientConnection, HeldInput } from "./sessions.js";
 
 /** What the pre-auth dialogue learnt, handed over for the decision. */
 export interface Login {
@@ -29,7 +32,12 @@ export interface Login {
   pendingHeader?: string;
 }
 
-export type HandoffResult = { outcome: "redirected" | "forwarded"; node: NodeView } | { outcome: "no-node" } | { outcome: "abandoned" };
+export type HandoffResult =
+  | { outcome: "redirected" | "forwarded"; node: NodeView }
+  /** Login phase: the node has the client's `<auth/>`; the dialogue carries the exchange until the node's verdict. */
+  | { outcome: "authenticating"; node: NodeView; attempt: ForwardedLogin; held: HeldInput }
+  | { outcome: "no-node" }
+  | { outcome: "abandoned" };
 
 export interface HandoffOptions {
   /** How nodes are dialed for clients: TLS to the node, CA, deadline, header limit. */
@@ -39,10 +47,23 @@ export interface HandoffOptions {
   redirects: RedirectMemory;
   /** PROXY protocol header version for nodes without their own `proxy=`. */
   backendProxy?: ProxyVersion;
-  /** Where the nodes' refusals are counted, per client address and JID. */
-  authFailures: AuthFailures;
+  /** What the node's verdict on a login does to the directory and the failed-login limits. */
+  verdicts: LoginVerdicts;
   /** What a forwarded client may send (`--traffic-limit`); none when absent. */
   trafficLimit?: TrafficLimit;
+}
+
+/** What a forwarded client may send, counted in the metrics and logged (a throttle at debug: a flood must not flood the log). */
+export function clientTrafficLimit(limit: TrafficLimit | undefined, metrics: Metrics, log: LineLogger): ClientTrafficLimit | undefined {
+  if (limit === undefined) return undefined;
+  return {
+    limit,
+    onLimited: (action, pauseMs) => {
+      metrics.trafficLimited.inc({ action });
+      if (action === "disconnect") log.info({ limit: limit.text }, "client over its traffic limit: disconnected");
+      else log.debug({ limit: limit.text, pauseMs }, "client over its traffic limit: reading paused");
+    },
+  };
 }
 
 /**
@@ -85,7 +106,7 @@ export class Handoff {
       dial: (node) => dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal, proxyHeader: this.proxyHeaderFor(node, conn) }),
     }, { timeoutMs: this.options.dial.timeoutMs, signal: conn.leftSignal, log: conn.log });
     if ("outcome" in chosen) return chosen;
-    return this.startRelay(conn, login, chosen.decision, chosen.connection);
+    return this.startForwarding(conn, login, chosen.decision, chosen.connection);
   }
 
   /** The client's address for a node that reads PROXY headers: the real client, and the listener it reached. */
@@ -96,7 +117,13 @@ export class Handoff {
     return proxyHeader(version, net.isIP(conn.client.address) === 0 ? null : { source: conn.client, destination });
   }
 
-  private startRelay(conn: ClientConnection, login: Login, decision: RouteDecision, connection: NodeConnection): HandoffResult {
+  /**
+   * The node answered: in the login phase it gets the `<auth/>` and the
+   * dialogue carries the exchange until the node's verdict (ForwardedLogin);
+   * in the open phase it gets the client's stream header and all that
+   * followed, and the relay starts at once.
+   */
+  private startForwarding(conn: ClientConnection, login: Login, decision: RouteDecision, connection: NodeConnection): HandoffResult {
     const { node } = decision;
     const upstream = connection.socket;
     const held = conn.release();
@@ -109,10 +136,33 @@ export class Handoff {
     if (connection.tlsRequiredByNode) this.advice.tlsRequired(node.id, conn.log);
     if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
     upstream.setNoDelay(true);
+    if (connection.leftover.length > 0) conn.socket.write(connection.leftover);
+    conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
+    if (login.mechanism !== undefined) {
+      upstream.write(login.replay);
+      return { outcome: "authenticating", node, attempt: new ForwardedLogin(() => conn.socket, decision, upstream), held };
+    }
     const client = conn.handOver();
-    if (connection.leftover.length > 0) client.write(connection.leftover);
     upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
-    const loginWatcher = this.watchLogin(upstream, decision, conn, login.jid);
+    this.relay(conn, decision, client, upstream, this.watchOpenPhaseLogin(client, upstream, decision, conn, login.jid));
+    return { outcome: "forwarded", node };
+  }
+
+  /** The node accepted a login-phase attempt: from here on bytes are relayed both ways; `rest` is what the dialogue read past its last element. */
+  relayAfterLogin(conn: ClientConnection, attempt: ForwardedLogin, rest: Buffer): void {
+    this.options.verdicts.accepted(attempt.decision);
+    const client = conn.handOver();
+    if (rest.length > 0) attempt.node.write(rest);
+    this.relay(conn, attempt.decision, client, attempt.node, undefined);
+  }
+
+  /** The node refused a login-phase attempt: counted against the client's address and the attempt's JID. */
+  loginRefused(conn: ClientConnection, attempt: ForwardedLogin, jid: string | null): void {
+    this.options.verdicts.refused(attempt.decision, conn.client.address, jid);
+  }
+
+  private relay(conn: ClientConnection, decision: RouteDecision, client: Socket, upstream: Socket, watcher: NodeWatcher | undefined): void {
+    const { node } = decision;
     this.metrics.forwardedActive.inc({ node: node.id });
     relay(client, upstream, (stats) => {
       this.metrics.forwardedActive.dec({ node: node.id });
@@ -120,30 +170,18 @@ export class Handoff {
       this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
       decision.lease.closed();
       conn.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
-    }, this.trafficLimitFor(conn), loginWatcher);
-    conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
-    return { outcome: "forwarded", node };
-  }
-
-  private trafficLimitFor(conn: ClientConnection): ClientTrafficLimit | undefined {
-    const limit = this.options.trafficLimit;
-    if (limit === undefined) return undefined;
-    return {
-      limit,
-      onLimited: (action, pauseMs) => {
-        this.metrics.trafficLimited.inc({ action });
-        if (action === "disconnect") conn.log.info({ limit: limit.text }, "client over its traffic limit: disconnected");
-        else conn.log.debug({ limit: limit.text, pauseMs }, "client over its traffic limit: reading paused");
-      },
-    };
+    }, clientTrafficLimit(this.options.trafficLimit, this.metrics, conn.log), watcher);
   }
 
   /**
-   * The directory keeps an entry only for a login the node accepts: the
+   * Phase open: the client logs in with the node's own features, so the
    * node's SASL verdict is read from what it sends the client (the relay
-   * shows it each chunk before forwarding it untouched), until its `<success/>`.
+   * shows it each chunk before forwarding it untouched), until its
+   * `<success/>`. Each refusal counts against the client's address and the
+   * stream's `from`; past a limit the connection is closed after the
+   * `<failure/>`, so further attempts must come through the dialogue again.
    */
-  private watchLogin(upstream: Socket, decision: RouteDecision, conn: ClientConnection, jid: string | null): NodeWatcher {
+  private watchOpenPhaseLogin(client: Socket, upstream: Socket, decision: RouteDecision, conn: ClientConnection, jid: string | null): NodeWatcher {
     const scanner = new SaslOutcomeScanner();
     const onClose = (): void => {
       conn.log.debug({ node: decision.node.id }, "the forwarded connection closed before a successful login");
@@ -153,12 +191,20 @@ export class Handoff {
     return (chunk) => {
       const outcome = scanner.push(chunk);
       if (outcome === "failure") {
-        this.metrics.authFailures.inc({ node: decision.node.id });
-        this.options.authFailures.record(conn.client.address, jid);
-        decision.lease.refused();
+        const refusal = this.options.verdicts.refused(decision, conn.client.address, jid);
+        if (refusal !== null) {
+          conn.countRefusal(refusal);
+          conn.log.info({ jid }, "too many failed logins: the forwarded connection is closed");
+          // After this chunk (the <failure/>) has reached the client: a stream error, then both sides go.
+          setImmediate(() => {
+            if (!client.destroyed) client.write(streamErrorXml("policy-violation", "too many failed logins; try again later"));
+            upstream.destroy();
+          });
+          return false;
+        }
       } else if (outcome === "success") {
         upstream.off("close", onClose);
-        decision.lease.opened();
+        this.options.verdicts.accepted(decision);
         return false;
       }
       return true;

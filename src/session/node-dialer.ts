@@ -47,7 +47,7 @@ export async function dialChosenNode<T>(
   options: { timeoutMs: number; signal: AbortSignal; log: LineLogger },
 ): Promise<DialOutcome<T>> {
   const { signal, log } = options;
-  /** Nodes this transport cannot reach: never asked for again. */
+  /** Nodes this transport cannot reach: never asked for again, but their users stay theirs. */
   const unreachable = new Set<string>();
   /** Nodes whose dial failed this round: dialed again after a pause. */
   const refused = new Set<string>();
@@ -62,9 +62,8 @@ export async function dialChosenNode<T>(
   for (;;) {
     if (signal.aborted) return abandoned();
     exclude.clear();
-    for (const id of unreachable) exclude.add(id);
     for (const id of refused) exclude.add(id);
-    const decision = await router.route({ ...request, exclude }, log);
+    const decision = await router.route({ ...request, exclude, unreachable }, log);
     if (decision === null) {
       if (refused.size === 0 || Date.now() + backoffMs > deadline) return { outcome: "no-node" };
       if (!(await pause(backoffMs, signal))) return abandoned();

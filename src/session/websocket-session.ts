@@ -5,12 +5,14 @@ import type { NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { SaslError, StreamError } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
-import type { WebSocketClient } from "../listener/websocket-listener.js";
+import { allowMessagesUpTo, type WebSocketClient } from "../listener/websocket-listener.js";
 import { BoundLogger, type Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
 import type { RouteDecision, Router } from "../router/router.js";
 import { dialNodeWebSocket, toBuffer } from "../upstream/node-websocket.js";
+import type { TrafficLimit } from "../upstream/traffic-limit.js";
 import { relayWebSockets } from "../upstream/websocket-relay.js";
+import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { FRAMING_CLOSE_XML, NS_FRAMING, framedFeaturesXml, framedStreamErrorXml, framingOpenXml, seeOtherUriXml } from "../xmpp/framing.js";
 import { parseBareJid } from "../xmpp/jid.js";
 import { MessageReader } from "../xmpp/message-reader.js";
@@ -19,6 +21,8 @@ import { EMPTY_CHALLENGE_XML, authXml } from "../xmpp/nonzas.js";
 import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
 import { saslFailureXml } from "../xmpp/stream-error.js";
 import type { AuthFailures } from "./auth-failures.js";
+import { clientTrafficLimit } from "./handoff.js";
+import type { LoginVerdicts } from "./login-verdict.js";
 import { dialChosenNode } from "./node-dialer.js";
 
 export interface WebSocketSessionSettings {
@@ -30,16 +34,34 @@ export interface WebSocketSessionSettings {
   maxPreAuthBytes: number;
   maxSaslFailures: number;
   authFailures: AuthFailures;
+  /** What the node's verdict on a login does to the directory and the failed-login limits. */
+  verdicts: LoginVerdicts;
+  /** What a forwarded client may send (`--traffic-limit`). */
+  trafficLimit?: TrafficLimit;
   backendCa?: Buffer;
 }
 
-/** The longest message before login: a SASL initial response fits many times over. */
-const MAX_PREAUTH_MESSAGE_BYTES = 16 * 1024;
+/**
+ * The longest message before login, held to on the wire (the listener's
+ * maxPayload, checked at each frame header before its payload is buffered):
+ * a SASL initial response fits many times over.
+ */
+export const MAX_PREAUTH_MESSAGE_BYTES = 16 * 1024;
 
 /** The largest message after login, either way (Prosody's default websocket_frame_buffer_limit is 2 MiB). */
 export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
 
-type State = "open" | "features" | "sasl-response" | "deciding" | "done";
+type State = "open" | "features" | "sasl-response" | "deciding" | "exchange" | "done";
+
+/** One SASL attempt a node is running for the client (state exchange). */
+class WebSocketAttempt {
+  constructor(
+    /** The JID this attempt named: its refusal is charged to it. */
+    readonly jid: string | null,
+    readonly decision: RouteDecision,
+    readonly upstream: WebSocket,
+  ) {}
+}
 
 /**
  * One XMPP-over-WebSocket client (RFC 7395) from upgrade to relay: the same
@@ -56,6 +78,7 @@ export class WebSocketSession {
   private saslFailures = 0;
   private offered: readonly Mechanism[] = [];
   private mechanism: Mechanism | undefined;
+  private attempt: WebSocketAttempt | undefined;
   /** Messages that arrived while the node was chosen and dialed: replayed after the login. */
   private held: Buffer[] = [];
   private readonly left = new AbortController();
@@ -82,14 +105,24 @@ export class WebSocketSession {
       clearTimeout(this.timer);
       client.admission.closed();
       this.left.abort();
+      this.dropAttempt();
       metrics.activeConnections.dec({ listener: settings.listener.name });
       if (this.state !== "done") {
         this.state = "done";
         this.finish("abandoned");
       }
     });
-    socket.on("error", (err: Error) => {
-      this.log.info({ err: err.message }, "WebSocket error from the client");
+    socket.on("error", (err: Error & { code?: string }) => {
+      if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH" && this.state !== "done") {
+        // Refused at the frame header, before its payload was buffered: ws closes with 1009 (Message Too Big).
+        this.log.info({ limit: MAX_PREAUTH_MESSAGE_BYTES }, "client rejected: a message larger than the pre-login limit");
+        this.finish("rejected");
+        this.state = "done";
+        clearTimeout(this.timer);
+        this.dropAttempt();
+      } else {
+        this.log.info({ err: err.message }, "WebSocket error from the client");
+      }
       socket.terminate();
     });
   }
@@ -126,6 +159,10 @@ export class WebSocketSession {
     if (ns === NS_FRAMING && name === "open") return this.onOpen(el, raw);
     if (this.state === "open") throw new StreamError("invalid-namespace", "the first message must be an RFC 7395 <open/>");
     if (ns === NS_SASL) {
+      if (this.state === "exchange" && this.attempt !== undefined && (name === "response" || name === "abort")) {
+        // The node runs this exchange: the client's steps go to it as they came.
+        return void this.attempt.upstream.send(raw, { binary: false });
+      }
       if (name === "auth" && this.state === "features") return this.onAuth(el);
       if (name === "response" && this.state === "sasl-response" && this.mechanism !== undefined) return this.onInitialResponse(this.mechanism, el.getText());
       if (name === "abort") return this.saslFailed(new SaslError("aborted", "the client aborted the login"));
@@ -176,18 +213,27 @@ export class WebSocketSession {
   }
 
   private saslFailed(err: SaslError): void {
-    this.saslFailures += 1;
     this.mechanism = undefined;
     this.state = "features";
     this.log.info({ condition: err.condition, reason: err.message }, "SASL attempt refused");
     this.send(saslFailureXml(err.condition, err.message));
+    this.countSaslFailure();
+  }
+
+  /** Refusals by the balancer and by nodes alike: past the limit the stream is closed. */
+  private countSaslFailure(): void {
+    this.saslFailures += 1;
     if (this.saslFailures >= this.settings.maxSaslFailures) throw new StreamError("policy-violation", "too many failed login attempts");
   }
 
   // --- the decision ------------------------------------------------------------
 
   private async decide(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
-    if (this.settings.authFailures.blocked(this.client.address, jid) !== null) return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
+    const throttled = this.settings.authFailures.blocked(this.client.address, jid);
+    if (throttled !== null) {
+      this.metrics.rejected.inc({ reason: throttled });
+      return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
+    }
     this.state = "deciding";
     try {
       if (this.settings.listener.mode === "redirect") {
@@ -220,26 +266,87 @@ export class WebSocketSession {
       if (chosen.outcome === "no-node" && !this.settled) this.noNode(jid, mechanism);
       return;
     }
-    this.startRelay(jid, chosen.decision, chosen.connection, replay);
-  }
-
-  private startRelay(jid: string | null, decision: RouteDecision, upstream: WebSocket, replay: Buffer[]): void {
-    const node: NodeView = decision.node;
+    const { decision, connection: upstream } = chosen;
     if (this.state === "done" || this.socket.readyState !== this.socket.OPEN) {
       upstream.terminate();
       if (decision.via === "strategy") decision.lease.refused();
       return;
     }
+    this.log.info({ jid, node: decision.node.id, via: decision.via, internal: decision.node.wsInternal }, "forwarded");
+    // Text frames: RFC 7395 3.2, and Prosody closes on a binary one (1003).
+    for (const message of replay) upstream.send(message, { binary: false });
+    if (mechanism !== undefined) return this.authenticate(new WebSocketAttempt(jid, decision, upstream));
+    for (const message of this.held) upstream.send(message, { binary: false });
+    this.held = [];
+    this.relay(decision, upstream, this.watchOpenPhaseLogin(jid, decision, upstream));
+  }
+
+  /**
+   * Login phase: the node has the client's `<auth/>`; the client's SASL
+   * messages go to it one by one (onElement) and the node's come back, until
+   * its verdict. A refusal gives the client back to the dialogue, so its next
+   * `<auth/>` passes the limits and the routing afresh.
+   */
+  private authenticate(attempt: WebSocketAttempt): void {
+    this.attempt = attempt;
+    this.state = "exchange";
+    const scanner = new SaslOutcomeScanner();
+    const onNodeMessage = (data: RawData): void => {
+      const message = toBuffer(data);
+      const verdict = scanner.push(message);
+      this.sendRaw(message);
+      if (verdict === null) return;
+      detach();
+      this.attempt = undefined;
+      if (verdict === "success") return this.loginAccepted(attempt);
+      attempt.upstream.close(1000);
+      this.state = "features";
+      this.settings.verdicts.refused(attempt.decision, this.client.address, attempt.jid);
+      this.log.info({ node: attempt.decision.node.id }, "the node refused the login");
+      try {
+        this.countSaslFailure();
+      } catch (err) {
+        this.fail(err);
+      }
+    };
+    const onNodeClose = (): void => {
+      detach();
+      if (this.attempt !== attempt) return;
+      this.attempt = undefined;
+      attempt.decision.lease.refused();
+      this.log.info("the node closed the connection during the login");
+      this.finish("failed");
+      this.end("");
+    };
+    const detach = (): void => {
+      attempt.upstream.off("message", onNodeMessage).off("close", onNodeClose);
+      attempt.upstream.pause();
+    };
+    attempt.upstream.on("message", onNodeMessage).once("close", onNodeClose).on("error", () => attempt.upstream.terminate());
+    attempt.upstream.resume();
+    const held = this.held;
+    this.held = [];
+    try {
+      for (const message of held) this.onElement(this.reader.read(message), message);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private loginAccepted(attempt: WebSocketAttempt): void {
+    this.settings.verdicts.accepted(attempt.decision);
+    this.relay(attempt.decision, attempt.upstream, undefined);
+  }
+
+  /** From here on messages are relayed both ways, as large as the node takes. */
+  private relay(decision: RouteDecision, upstream: WebSocket, watcher: ((message: Buffer) => boolean) | undefined): void {
+    const node: NodeView = decision.node;
     this.state = "done";
     clearTimeout(this.timer);
     this.socket.off("message", this.onMessage);
-    // Text frames: RFC 7395 3.2, and Prosody closes on a binary one (1003).
-    for (const message of [...replay, ...this.held]) upstream.send(message, { binary: false });
-    this.held = [];
+    allowMessagesUpTo(this.socket, MAX_MESSAGE_BYTES);
     this.finish("forwarded");
     this.metrics.forwardedActive.inc({ node: node.id });
-    // The node's SASL verdict decides whether the directory keeps the claim (as on TCP).
-    let verdict: "pending" | "success" | "failure" = "pending";
     relayWebSockets(
       this.socket,
       upstream,
@@ -247,25 +354,50 @@ export class WebSocketSession {
         this.metrics.forwardedActive.dec({ node: node.id });
         this.metrics.relayBytes.inc({ direction: "up" }, stats.up);
         this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
-        if (verdict === "success") decision.lease.closed();
-        else decision.lease.refused();
+        decision.lease.closed();
         this.log.info({ node: node.id, up: stats.up, down: stats.down, code: stats.code, by: stats.closedBy }, "forwarded WebSocket closed");
       },
-      (message) => {
-        if (verdict === "success") return;
-        const text = message.toString("utf8", 0, Math.min(message.length, 200));
-        if (/^\s*<success[\s/>]/.test(text)) {
-          verdict = "success";
-          decision.lease.opened();
-        } else if (/^\s*<failure[\s/>]/.test(text) && text.includes(NS_SASL)) {
-          verdict = "failure";
-          this.metrics.authFailures.inc({ node: node.id });
-          this.settings.authFailures.record(this.client.address, jid);
-          decision.lease.refused();
-        }
-      },
+      watcher,
+      clientTrafficLimit(this.settings.trafficLimit, this.metrics, this.log),
     );
-    this.log.info({ jid, node: node.id, via: decision.via, internal: node.wsInternal }, "forwarded");
+  }
+
+  /**
+   * Phase open: the client logs in with the node's own features; the node's
+   * verdict is read from its messages. Each refusal counts against the
+   * client's address and the `<open/>`'s `from`; past a limit the client is
+   * cut off after the `<failure/>`, so further attempts come through the
+   * dialogue again.
+   */
+  private watchOpenPhaseLogin(jid: string | null, decision: RouteDecision, upstream: WebSocket): (message: Buffer) => boolean {
+    const scanner = new SaslOutcomeScanner();
+    let settled = false;
+    upstream.once("close", () => {
+      if (!settled) decision.lease.refused();
+    });
+    return (message) => {
+      const verdict = scanner.push(message);
+      if (verdict === "success") {
+        settled = true;
+        this.settings.verdicts.accepted(decision);
+        return false;
+      }
+      if (verdict === "failure") {
+        const refusal = this.settings.verdicts.refused(decision, this.client.address, jid);
+        if (refusal !== null) {
+          this.metrics.rejected.inc({ reason: refusal });
+          this.log.info({ jid }, "too many failed logins: the forwarded connection is closed");
+          // After this message (the <failure/>) has gone to the client: a stream error, then both sides go.
+          setImmediate(() => {
+            this.sendRaw(framedStreamErrorXml("policy-violation", "too many failed logins; try again later"));
+            this.socket.close(1000);
+            upstream.terminate();
+          });
+          return false;
+        }
+      }
+      return true;
+    };
   }
 
   private noNode(jid: string | null, mechanism: Mechanism | undefined): void {
@@ -280,6 +412,15 @@ export class WebSocketSession {
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  /** An attempt still with its node when the session ends: the node's socket goes, and so does the claim it made. */
+  private dropAttempt(): void {
+    const attempt = this.attempt;
+    this.attempt = undefined;
+    if (attempt === undefined) return;
+    attempt.upstream.terminate();
+    attempt.decision.lease.refused();
   }
 
   /** Read through a getter: the state changes while a decision is awaited. */
@@ -303,6 +444,11 @@ export class WebSocketSession {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(xml);
   }
 
+  /** A node's message, passed on as it came (a text frame). */
+  private sendRaw(message: Buffer | string): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(message, { binary: false });
+  }
+
   private finish(outcome: ConnectionOutcome): void {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
@@ -314,7 +460,8 @@ export class WebSocketSession {
   private end(lastMessage: string): void {
     this.state = "done";
     clearTimeout(this.timer);
-    this.send(lastMessage);
+    this.dropAttempt();
+    if (lastMessage !== "") this.send(lastMessage);
     if (this.socket.readyState === this.socket.OPEN) this.socket.close(1000);
     setTimeout(() => this.socket.terminate(), 2000).unref();
   }

@@ -60,11 +60,22 @@ export function mergeNodes(staticNodes: readonly NodeSpec[], listing: NodeListin
   return [...fixed, ...listing.registered];
 }
 
-/** A node record's fields: id, internal, external (host:port, IPv6 in brackets), weight, zone (absent: none), domains (comma-separated, empty: all). */
+/**
+ * A node record's fields: id, internal, external (host:port, IPv6 in
+ * brackets), weight, zone (absent: none), domains (comma-separated, empty:
+ * all), and its WebSocket URLs `ws` and `ws-internal` (absent: none).
+ */
 function encodeNode(spec: NodeSpec): string[] {
   const fields = ["id", spec.id, "internal", formatHostPort(spec.internal), "external", formatHostPort(spec.external), "weight", String(spec.weight), "domains", spec.domains.join(",")];
   if (spec.zone !== undefined && spec.zone !== "") fields.push("zone", spec.zone);
+  if (spec.ws !== undefined) fields.push("ws", spec.ws);
+  if (spec.wsInternal !== undefined) fields.push("ws-internal", spec.wsInternal);
   return fields;
+}
+
+/** A WebSocket URL from a record, or undefined when absent or not ws:// or wss://. */
+function webSocketField(text: string | undefined): string | undefined {
+  return text !== undefined && /^wss?:\/\//i.test(text) ? text : undefined;
 }
 
 function decodeNode(id: string, flat: string[], drained: ReadonlySet<string>): StoredNode | null {
@@ -86,6 +97,10 @@ function decodeNode(id: string, flat: string[], drained: ReadonlySet<string>): S
   };
   const zone = fields.get("zone");
   if (zone !== undefined && zone !== "") node.zone = zone;
+  const ws = webSocketField(fields.get("ws"));
+  if (ws !== undefined) node.ws = ws;
+  const wsInternal = webSocketField(fields.get("ws-internal"));
+  if (wsInternal !== undefined) node.wsInternal = wsInternal;
   const lastHeartbeat = Number(fields.get("lastHeartbeat"));
   if (Number.isFinite(lastHeartbeat)) node.lastHeartbeat = lastHeartbeat;
   return node;

@@ -1,7 +1,9 @@
 import type { Socket } from "node:net";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { readIntoSharedBuffer } from "./shared-read.js";
-import { TrafficMeter, type TrafficLimit } from "./traffic-limit.js";
+import { TrafficMeter, type ClientTrafficLimit } from "./traffic-limit.js";
+
+export type { ClientTrafficLimit } from "./traffic-limit.js";
 
 export interface RelayStats {
   /** Bytes from the client to the node. */
@@ -12,13 +14,6 @@ export interface RelayStats {
 
 /** Sees each chunk the node sends, before the client gets it, until it returns false (the login's verdict scan). */
 export type NodeWatcher = (chunk: Buffer) => boolean;
-
-/** A traffic limit on what the client sends, and who hears when it bites. */
-export interface ClientTrafficLimit {
-  limit: TrafficLimit;
-  /** `disconnect`: the connection is being closed; `throttle`: reading pauses for `pauseMs`. */
-  onLimited(action: "disconnect" | "throttle", pauseMs: number): void;
-}
 
 /** Where a relayed socket keeps its relay: the listeners below are shared by every socket and find it there. */
 const RELAY = Symbol("relay");

@@ -16,6 +16,13 @@ export interface TrafficLimit {
   text: string;
 }
 
+/** A traffic limit on what one client sends, and who hears when it bites. */
+export interface ClientTrafficLimit {
+  limit: TrafficLimit;
+  /** `disconnect`: the connection is being closed; `throttle`: reading pauses for `pauseMs`. */
+  onLimited(action: TrafficAction, pauseMs: number): void;
+}
+
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
 function bytes(text: string, flagText: string): number {

@@ -14,3 +14,10 @@ export const STREAM_CLOSE_XML = "</stream:stream>";
 export function authXml(mechanism: string, initialResponse: string): string {
   return `<auth xmlns='${NS_SASL}' mechanism='${escapeXML(mechanism)}'>${escapeXML(initialResponse)}</auth>`;
 }
+
+/** A client's SASL `<response/>` as the node receives it during a forwarded exchange (RFC 6120 6.4.3). */
+export function responseXml(text: string): string {
+  const body = text.trim();
+  return body === "" ? `<response xmlns='${NS_SASL}'/>` : `<response xmlns='${NS_SASL}'>${escapeXML(body)}</response>`;
+}
+export const ABORT_XML = `<abort xmlns='${NS_SASL}'/>`;

@@ -20,9 +20,11 @@ describe("xmpp-lb node ...", () => {
   const children: ChildProcess[] = [];
 
   const store = (): string[] => ["--store", redis.url];
+  const WS_URL = "wss://chat.lb.test/xmpp-websocket";
+  const WS_INTERNAL_URL = "ws://127.0.9.7:5280/xmpp-websocket";
   const registered = async (id: string): Promise<boolean> => (await registry.listNodes()).some((n) => n.id === id);
   const sidecar = (): CliRun => {
-    const r = runCli(["node", "register", ...store(), "--id", node.id, "--internal", hostPort(node.internal), "--external", hostPort(node.external), "--domains", cluster.domain, "--zone", "z1", "--ttl", String(TTL_SECONDS), "--probe-timeout", "1"]);
+    const r = runCli(["node", "register", ...store(), "--id", node.id, "--internal", hostPort(node.internal), "--external", hostPort(node.external), "--domains", cluster.domain, "--zone", "z1", "--ws", WS_URL, "--ws-internal", WS_INTERNAL_URL, "--ttl", String(TTL_SECONDS), "--probe-timeout", "1"]);
     children.push(r.child);
     return r;
   };
@@ -57,6 +59,9 @@ describe("xmpp-lb node ...", () => {
     assert.deepEqual(stored!.internal, node.internal);
     assert.deepEqual(stored!.external, node.external);
     assert.equal(stored!.zone, "z1");
+    // A registered node carries its WebSocket URLs, so WebSocket clients can be redirected and forwarded to it.
+    assert.equal(stored!.ws, WS_URL);
+    assert.equal(stored!.wsInternal, WS_INTERNAL_URL);
 
     const table = await cli("list");
     assert.match(table, /^id\s+internal\s+external\s+state\s+zone\s+weight\s+sessions\s+last heartbeat$/m);

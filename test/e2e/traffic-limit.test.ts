@@ -39,12 +39,26 @@ describe("traffic limits", () => {
   };
 
   before(async () => {
-    cluster = await startProsodyCluster({ count: 1, externalPort: 0, users: ["heavy", "light"].map((u) => [u, PASSWORD]) });
+    cluster = await startProsodyCluster({ count: 1, externalPort: 0, websocket: true, users: ["heavy", "light"].map((u) => [u, PASSWORD]) });
   });
   after(async () => {
     await stopAll(clients);
     await Promise.all(balancers.map((b) => b.close()));
     await cluster?.stop();
+  });
+
+  it("meters a forwarded WebSocket client the same way: over its bytes per minute it is cut off", async () => {
+    const lb = await startBalancer({ listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], mode: "forward", node: nodeFlags(cluster.nodes), trafficLimit: "bin:64k:0:disc" });
+    balancers.push(lb);
+    const heavy = await login({ port: 0, websocket: `ws://127.0.0.1:${lb.ports[1]}/xmpp-websocket`, username: "heavy", password: PASSWORD, resource: "ws" });
+    clients.push(heavy);
+    const light = await connect(lb, "light");
+    const gone = disconnected(heavy);
+    await flood(heavy, 10).catch(() => {});
+    await gone;
+    assert.equal(await limited(lb, "disconnect"), 1);
+    await ping(light);
+    assert.equal(light.status, "online");
   });
 
   it("disconnects a client over its bytes per minute, and leaves one under it alone", async () => {

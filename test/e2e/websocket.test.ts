@@ -91,6 +91,36 @@ describe("XMPP over WebSocket (RFC 7395)", () => {
     });
   }
 
+  it("takes messages as large as the node accepts once the login is done (the pre-login bound is lifted at the hand-off)", async () => {
+    const { wsUrl } = await balancer({ mode: "forward" });
+    const carol = await connect({ port: 0, websocket: wsUrl, username: "wscarol", password: PASSWORD, resource: "big" });
+    const body = "b".repeat(100 * 1024);
+    const received = new Promise<number>((resolve) => carol.on("stanza", (s) => void (s.is("message") && resolve((s.getChildText("body") ?? "").length))));
+    await carol.send(xml("message", { to: carol.jid!.toString(), type: "chat" }, xml("body", {}, body)));
+    assert.equal(await received, body.length);
+  });
+
+  it("keeps an account on its node when a WebSocket login names it and that node has no WebSocket endpoint", async () => {
+    // n1 serves TCP only: a WebSocket client cannot be forwarded there, but its users must stay there.
+    const [n1, ...rest] = cluster.nodes;
+    const tcpOnly = `id=${n1!.id},internal=${n1!.internal.host}:${n1!.internal.port},external=${n1!.external.host}:${n1!.external.port}`;
+    const lb = await startBalancer({ listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], mode: "forward", node: [tcpOnly, ...nodeFlags(rest)] });
+    balancers.push(lb);
+    await lb.balancer.store.claim("wsalice@lb.test", n1!.id, []);
+    const tcp = await connect({ port: lb.ports[0]!, username: "wsalice", password: PASSWORD, resource: "tcp" });
+    assert.equal(await nodeOf(tcp), n1!.id);
+    // Someone without her password tries over WebSocket: the attempt goes elsewhere and is refused there.
+    const raw = await rawWebSocket(`ws://127.0.0.1:${lb.ports[1]}/xmpp-websocket`);
+    raw.socket.send(`<open xmlns='${FRAMING}' to='lb.test' version='1.0'/>`);
+    await raw.until(/<mechanisms/);
+    raw.socket.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from("\0wsalice\0wrong").toString("base64")}</auth>`);
+    await raw.until(/<failure/);
+    raw.socket.terminate();
+    assert.equal(await lb.balancer.store.lookup("wsalice@lb.test"), n1!.id, "her entry still names her node");
+    const again = await connect({ port: lb.ports[0]!, username: "wsalice", password: PASSWORD, resource: "tcp2" });
+    assert.equal(await nodeOf(again), n1!.id, "her next TCP resource meets the first one");
+  });
+
   describe("bad input", () => {
     let wsUrl: string;
     before(async () => {
@@ -123,6 +153,16 @@ describe("XMPP over WebSocket (RFC 7395)", () => {
 
     it("answers a message bigger than the pre-auth limit with <policy-violation/>", async () => {
       assert.equal(await streamErrorOf([open, `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${"A".repeat(8192)}</auth>`]), "policy-violation");
+    });
+
+    it("refuses a frame larger than the pre-login limit at its header, before its payload is buffered (close 1009)", async () => {
+      const raw = await rawWebSocket(wsUrl, { origin: "https://chat.lb.test" });
+      raw.socket.send(open);
+      await raw.until(/<mechanisms/);
+      // The first fragment of a message: the rest never comes, so only a check at the frame header can refuse it.
+      raw.socket.send(Buffer.alloc(20 * 1024, "A"), { binary: false, fin: false });
+      const code = await Promise.race([raw.closed, new Promise<string>((r) => setTimeout(() => r("still open"), 3000))]);
+      assert.equal(code, 1009);
     });
 
     it("answers a stanza before login with <not-authorized/>", async () => {

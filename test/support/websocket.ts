@@ -16,8 +16,9 @@ export interface RawWebSocket {
 }
 
 /** A raw RFC 7395 client: sends messages, collects what comes back until the server closes. */
-export async function rawWebSocket(url: string, options: { protocol?: string; origin?: string; rejectUnauthorized?: boolean } = {}): Promise<RawWebSocket> {
-  const socket = new WebSocket(url, options.protocol === undefined ? ["xmpp"] : [options.protocol], { origin: options.origin, rejectUnauthorized: options.rejectUnauthorized });
+/** `localAddress`: the loopback address to connect from (all of 127.0.0.0/8 works), to tell clients apart. */
+export async function rawWebSocket(url: string, options: { protocol?: string; origin?: string; rejectUnauthorized?: boolean; localAddress?: string } = {}): Promise<RawWebSocket> {
+  const socket = new WebSocket(url, options.protocol === undefined ? ["xmpp"] : [options.protocol], { origin: options.origin, rejectUnauthorized: options.rejectUnauthorized, localAddress: options.localAddress });
   const messages: string[] = [];
   socket.on("message", (data) => void messages.push(data.toString()));
   const closed = once(socket, "close").then(([code]) => code as number);
