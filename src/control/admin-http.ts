@@ -9,11 +9,12 @@ const DRAIN = /^\/nodes\/([A-Za-z0-9._-]+)\/(drain|undrain)$/;
 
 /**
  * The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (200 while at
- * least one node takes users: an ELB/NLB target-group check), `/nodes`, and
- * `POST /nodes/ID/drain|undrain` (through the store, so with Redis every
- * balancer instance sees it). Bind it to loopback or a private address.
+ * least one node takes users and the balancer is not stopping: an ELB/NLB
+ * target-group check), `/nodes`, and `POST /nodes/ID/drain|undrain` (through
+ * the store, so with Redis every balancer instance sees it). Bind it to
+ * loopback or a private address.
  */
-export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore; metricsText?: () => Promise<string> }): Promise<{ server: http.Server; address: HostPort }> {
+export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore; stopping: () => boolean; metricsText?: () => Promise<string> }): Promise<{ server: http.Server; address: HostPort }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const reply = (status: number, type: string, body: string): void => {
@@ -40,7 +41,9 @@ export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; node
     }
     if (path === "/healthz") {
       const up = deps.nodes.table.nodes.filter((n) => n.state === "up").length;
-      return reply(up > 0 ? 200 : 503, "application/json", JSON.stringify({ status: up > 0 ? "ok" : "no node up", nodesUp: up }) + "\n");
+      // Stopping: the listeners are closed, so a front must send clients elsewhere however many nodes are up.
+      const status = deps.stopping() ? "shutting down" : up > 0 ? "ok" : "no node up";
+      return reply(status === "ok" ? 200 : 503, "application/json", JSON.stringify({ status, nodesUp: up }) + "\n");
     }
     if (path === "/nodes") {
       deps.store.loads().then(
