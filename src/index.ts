@@ -274,7 +274,16 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");
     }
     if (config.metrics !== undefined) {
-      admin = await startAdminHttp(config.metrics, { metrics, nodes, store, stopping: () => stopping, metricsText: deps.metricsText });
+      admin = await startAdminHttp(config.metrics, {
+        metrics,
+        nodes,
+        store,
+        hosts: config.adminHosts,
+        token: config.adminToken,
+        stopping: () => stopping,
+        log: log.child({ component: "admin" }),
+        metricsText: deps.metricsText,
+      });
       log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
     }
   } catch (err) {
