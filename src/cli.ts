@@ -78,6 +78,9 @@ export async function main(args: string[]): Promise<void> {
           .option("health-fall", { type: "number", default: DEFAULTS.healthFall, describe: "failed probes in a row that take an up node out" })
           .option("health-rise", { type: "number", default: DEFAULTS.healthRise, describe: "good probes in a row that bring a down node back" })
           .option("metrics", { type: "string", describe: "HOST:PORT for /metrics, /healthz and /nodes (e.g. 127.0.0.1:9102)" })
+          .option("admin-host", { type: "string", array: true, describe: "a name the admin endpoint answers to besides its own address (e.g. lb1.internal, at any port); repeatable" })
+          .option("admin-token", { type: "string", describe: "bearer token the admin endpoint's POSTs (drain, undrain) must carry" })
+          .option("admin-token-file", { type: "string", describe: "file holding the --admin-token, read at start" })
           .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel }),
       async (argv) => serve(argv as ConfigInput),
     )

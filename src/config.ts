@@ -12,6 +12,7 @@ import { parseRedisUrl } from "./store/redis-url.js";
 import { parseDiscoverUrl, parseDnsServer, type DiscoverySpec } from "./control/discovery/discovery-url.js";
 import { TLS_VERSIONS, type ClientTlsConfig } from "./listener/tls-context.js";
 import { parseTrafficLimit, type TrafficLimit } from "./upstream/traffic-limit.js";
+import { parseAdminHost, readAdminToken } from "./control/admin-access.js";
 
 
 /** The validated configuration of one balancer: what createBalancer() takes. */
@@ -39,6 +40,10 @@ export interface BalancerConfig {
   /** PROXY protocol header sent to nodes (a node's own `proxy=` wins). */
   backendProxyProtocol?: ProxyVersion;
   metrics?: HostPort;
+  /** Names the admin endpoint answers to besides its own address (`--admin-host`): lower case, no trailing dot. */
+  adminHosts: string[];
+  /** Bearer token every admin POST must carry (`--admin-token`, or read from `--admin-token-file` at start). */
+  adminToken?: string;
   logLevel: LogLevel;
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;
@@ -110,6 +115,9 @@ export interface ConfigInput {
   backendProxyProtocol?: string;
   proxyProtocol?: boolean;
   metrics?: string;
+  adminHost?: string | string[];
+  adminToken?: string;
+  adminTokenFile?: string;
   logLevel?: string;
   zone?: string;
   affinityTtl?: number | string;
@@ -389,6 +397,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     discoverMaxIntervalMs,
     wsOrigins: list<string>(input.wsOrigin),
     wsPingIntervalMs: seconds("ws-ping-interval", input.wsPingInterval, DEFAULTS.wsPingIntervalSeconds),
+    adminHosts: list<string>(input.adminHost).map(parseAdminHost),
   };
   if (certFiles.length > 0) {
     config.tls = {
@@ -401,6 +410,8 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
   if (input.backendCa !== undefined) config.backendCa = input.backendCa;
   if (input.backendProxyProtocol !== undefined) config.backendProxyProtocol = oneOf("backend-proxy-protocol", input.backendProxyProtocol, PROXY_VERSIONS);
   if (input.metrics !== undefined) config.metrics = hostPort("metrics", input.metrics);
+  const adminToken = readAdminToken(input);
+  if (adminToken !== undefined) config.adminToken = adminToken;
   if (input.zone !== undefined) config.zone = input.zone;
   return config;
 }

@@ -55,6 +55,12 @@ export interface Balancer {
   /** Re-reads the nodes files and re-resolves the DNS of `--discover` now (SIGHUP). */
   rediscover(): void;
   /**
+   * From now on /healthz answers 503 (shutting down), so a front sends no
+   * more clients here. close() starts with it; a `--workers` primary calls it
+   * while its workers drain.
+   */
+  announceShutdown(): void;
+  /**
    * Stops accepting, answers clients still in the pre-auth dialogue with
    * `<system-shutdown/>`, lets forwarded sessions run for up to `drainMs`
    * (default 0: closed at once; clients that close on their own go sooner),
@@ -157,7 +163,9 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const webSessions = new Set<WebSocketSession>();
   const webListenerTeardowns: (() => void)[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
+  let stopping = false;
   const closeAll = async (drainMs = 0): Promise<void> => {
+    stopping = true;
     health.stop();
     membership.stop();
     redirectMemory.close();
@@ -270,7 +278,16 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");
     }
     if (config.metrics !== undefined) {
-      admin = await startAdminHttp(config.metrics, { metrics, nodes, store, metricsText: deps.metricsText });
+      admin = await startAdminHttp(config.metrics, {
+        metrics,
+        nodes,
+        store,
+        hosts: config.adminHosts,
+        token: config.adminToken,
+        stopping: () => stopping,
+        log: log.child({ component: "admin" }),
+        metricsText: deps.metricsText,
+      });
       log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
     }
   } catch (err) {
@@ -292,6 +309,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     saslMechanisms: (domain) => offeredMechanisms.forDomain(domain),
     reloadTls: () => tlsHolder?.reload(),
     rediscover: () => discovery.refresh(),
+    announceShutdown: () => void (stopping = true),
     close: closeAll,
   };
 }

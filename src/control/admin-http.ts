@@ -1,24 +1,50 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { HostPort } from "../cluster/address.js";
+import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { ClusterStore } from "../store/store.js";
+import { AdminAccess } from "./admin-access.js";
 
 const DRAIN = /^\/nodes\/([A-Za-z0-9._-]+)\/(drain|undrain)$/;
 
+export interface AdminHttpDeps {
+  metrics: Metrics;
+  nodes: NodeTableHolder;
+  store: ClusterStore;
+  /** `--admin-host` names, parsed. */
+  hosts: readonly string[];
+  /** `--admin-token`: the bearer token every POST must carry. */
+  token?: string;
+  /** True once the balancer stops accepting: /healthz then answers 503. */
+  stopping: () => boolean;
+  log: Logger;
+  metricsText?: () => Promise<string>;
+}
+
 /**
  * The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (200 while at
- * least one node takes users: an ELB/NLB target-group check), `/nodes`, and
- * `POST /nodes/ID/drain|undrain` (through the store, so with Redis every
- * balancer instance sees it). Bind it to loopback or a private address.
+ * least one node takes users and the balancer is not stopping: an ELB/NLB
+ * target-group check), `/nodes`, and `POST /nodes/ID/drain|undrain` (through
+ * the store, so with Redis every balancer instance sees it). Requests that do
+ * not name the endpoint in their Host, and POSTs from a web page or without
+ * the token, are refused (AdminAccess). Bind it to loopback or a private address.
  */
-export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; nodes: NodeTableHolder; store: ClusterStore; metricsText?: () => Promise<string> }): Promise<{ server: http.Server; address: HostPort }> {
+export function startAdminHttp(address: HostPort, deps: AdminHttpDeps): Promise<{ server: http.Server; address: HostPort }> {
+  const access = new AdminAccess(address.host, deps.hosts, deps.token);
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const reply = (status: number, type: string, body: string): void => {
       res.writeHead(status, { "content-type": type, "cache-control": "no-store" }).end(body);
     };
+    const refusal = access.check(req);
+    if (refusal !== null) {
+      // Whoever sent it is not an operator's tool, or a misconfigured one: info, with what was refused.
+      deps.log.info({ reason: refusal.reason, method: req.method, path, host: req.headers.host, origin: req.headers.origin, peer: `${req.socket.remoteAddress}:${req.socket.remotePort}` }, "admin request refused");
+      if (refusal.status === 401) res.setHeader("www-authenticate", 'Bearer realm="xmpp-lb admin"');
+      return reply(refusal.status, "text/plain", refusal.message);
+    }
     const drain = DRAIN.exec(path ?? "");
     if (drain !== null) {
       const [, id = "", action] = drain;
@@ -40,7 +66,9 @@ export function startAdminHttp(address: HostPort, deps: { metrics: Metrics; node
     }
     if (path === "/healthz") {
       const up = deps.nodes.table.nodes.filter((n) => n.state === "up").length;
-      return reply(up > 0 ? 200 : 503, "application/json", JSON.stringify({ status: up > 0 ? "ok" : "no node up", nodesUp: up }) + "\n");
+      // Stopping: the listeners are closed, so a front must send clients elsewhere however many nodes are up.
+      const status = deps.stopping() ? "shutting down" : up > 0 ? "ok" : "no node up";
+      return reply(status === "ok" ? 200 : 503, "application/json", JSON.stringify({ status, nodesUp: up }) + "\n");
     }
     if (path === "/nodes") {
       deps.store.loads().then(

@@ -91,6 +91,8 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
 
   const stopAll = async (drainMs: number): Promise<void> => {
     stopping = true;
+    // The workers stop accepting now; the primary's /healthz says so while they drain.
+    control.announceShutdown();
     const exited = [...served.keys()].map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once("exit", () => resolve()))));
     for (const worker of served.keys()) if (worker.isConnected()) worker.send({ type: "xmpp-lb:stop", drainMs } satisfies PrimaryMessage);
     const late = setTimeout(() => {

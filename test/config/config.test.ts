@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { describe, it } from "node:test";
 import { parseListen, parseNode, resolveConfig } from "../../src/config.js";
 import { ConfigError } from "../../src/errors.js";
@@ -58,6 +61,34 @@ describe("configuration", () => {
       [{ ...base, loginTimeout: "soon" }, /--login-timeout must be a number/],
     ];
     for (const [input, message] of bad) assert.throws(() => resolveConfig(input), (err: unknown) => err instanceof ConfigError && message.test(err.message), JSON.stringify(input));
+  });
+
+  it("reads the admin endpoint's names and token (--admin-host, --admin-token, --admin-token-file)", () => {
+    const config = resolveConfig({ ...base, adminHost: ["LB1.Internal.", "[2001:db8::1]", "::1"], adminToken: "abc-DEF_123.~+/=" });
+    assert.deepEqual(config.adminHosts, ["lb1.internal", "2001:db8::1", "::1"]);
+    assert.equal(config.adminToken, "abc-DEF_123.~+/=");
+    assert.deepEqual(resolveConfig({ ...base, adminHost: "a.internal;b.internal" }).adminHosts, ["a.internal", "b.internal"], "from the environment");
+    assert.equal(resolveConfig(base).adminToken, undefined);
+
+    const dir = mkdtempSync(path.join(os.tmpdir(), "xmpp-lb-config-"));
+    try {
+      const file = path.join(dir, "token");
+      writeFileSync(file, "from-a-file\n");
+      assert.equal(resolveConfig({ ...base, adminTokenFile: file }).adminToken, "from-a-file", "read at start, the newline dropped");
+      const bad: Array<[object, RegExp]> = [
+        [{ ...base, adminHost: "lb1.internal:9102" }, /--admin-host: 'lb1.internal:9102' is not a host name or IP address without a port/],
+        [{ ...base, adminHost: "user@lb1.internal" }, /--admin-host/],
+        [{ ...base, adminToken: "two words" }, /admin token must be one word/],
+        [{ ...base, adminToken: "" }, /admin token must be one word/],
+        [{ ...base, adminToken: "a", adminTokenFile: file }, /not both/],
+        [{ ...base, adminTokenFile: path.join(dir, "missing") }, /cannot read --admin-token-file/],
+      ];
+      for (const [input, message] of bad) assert.throws(() => resolveConfig(input), (err: unknown) => err instanceof ConfigError && message.test(err.message), JSON.stringify(input));
+      writeFileSync(file, "\n");
+      assert.throws(() => resolveConfig({ ...base, adminTokenFile: file }), /admin token must be one word/, "an empty file is no token");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("parses --discover URLs, --dns-server and the discovery intervals", () => {

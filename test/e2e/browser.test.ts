@@ -1,18 +1,15 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import type net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { xml, type Client } from "@xmpp/client";
-import { chromium, type BrowserContext } from "playwright-core";
+import type { BrowserContext } from "playwright-core";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
+import { chromiumMissing, launchChromium, type Chromium } from "../support/chromium.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const PASSWORD = "browser pass";
 const XMPP_JS = readFileSync(new URL("../../node_modules/@xmpp/client/dist/xmpp.min.js", import.meta.url));
 const STROPHE_JS = readFileSync(new URL("../../node_modules/strophe.js/dist/strophe.umd.min.js", import.meta.url));
@@ -63,12 +60,12 @@ const STROPHE_PAGE = `<!doctype html><meta charset="utf-8"><title>strophe</title
 </script>`;
 
 /** A real browser (Debian's Chromium, driven by playwright-core) through the WebSocket listener, beside a TCP client of the same account. */
-describe("a web client in a real browser", { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (apt-get install chromium)` }, () => {
+describe("a web client in a real browser", { skip: chromiumMissing }, () => {
   let cluster: ProsodyCluster;
   let lb: TestBalancer;
   let page: http.Server;
+  let chromium: Chromium;
   let browser: BrowserContext;
-  let profile: string;
   const clients: Client[] = [];
 
   before(async () => {
@@ -87,21 +84,15 @@ describe("a web client in a real browser", { skip: existsSync(CHROMIUM) ? false 
       else res.writeHead(200, { "content-type": "text/html" }).end(PAGE);
     });
     await new Promise<void>((resolve) => page.listen(0, "127.0.0.1", resolve));
-    profile = await mkdtemp(path.join(os.tmpdir(), "xmpp-lb-chromium-"));
-    // A fresh profile; no background networking (this machine's network is closed to Google's hosts).
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    chromium = await launchChromium();
+    browser = chromium.browser;
   });
   after(async () => {
     await stopAll(clients);
-    await browser?.close();
+    await chromium?.close();
     await new Promise((r) => page?.close(r));
     await lb?.close();
     await cluster?.stop();
-    if (profile) await rm(profile, { recursive: true, force: true });
   });
 
   it("logs in over ws:// and exchanges a message with a TCP client of the same account, on the same node", async () => {

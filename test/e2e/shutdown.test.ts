@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { startBalancer } from "../support/balancer.js";
 import { listeningPort, runCli } from "../support/cli.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { RawXmpp, STREAM_OPEN, plainAuth } from "../support/raw.js";
+import { waitFor } from "../support/wait.js";
 
 const PASSWORD = "correct horse";
 
@@ -65,5 +67,25 @@ describe("graceful stop", () => {
     assert.equal(code, 0);
     assert.ok(took >= 2500 && took < 8000, `exited after ${took} ms, with --shutdown-timeout 3`);
     await Promise.all(forwarded.map((c) => c.closed));
+  });
+
+  it("answers /healthz with 503 from the moment it stops accepting, while forwarded sessions drain", async () => {
+    const lb = await startBalancer({ node: nodeFlags(cluster.nodes), metrics: "127.0.0.1:0", saslMechanisms: "PLAIN" });
+    const healthz = `http://127.0.0.1:${lb.balancer.adminAddress!.port}/healthz`;
+    await waitFor("the node up", async () => (await fetch(healthz)).status === 200);
+    const session = await RawXmpp.connect(lb.port);
+    await session.secureStream();
+    session.send(plainAuth("sam", PASSWORD));
+    await session.until(/<success/, 10_000);
+
+    // Not awaited: the forwarded session keeps close() draining, and the admin endpoint up, for up to 10 s.
+    const closed = lb.balancer.close(10_000);
+    const answer = await fetch(healthz);
+    assert.equal(answer.status, 503);
+    assert.deepEqual(await answer.json(), { status: "shutting down", nodesUp: 1 });
+    assert.ok(!session.tlsSocket?.destroyed, "the session is still draining");
+
+    session.destroy();
+    await closed;
   });
 });

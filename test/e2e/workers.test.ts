@@ -4,7 +4,7 @@ import type { Client } from "@xmpp/client";
 import { listeningPort, runCli, type CliRun } from "../support/cli.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
-import { freePort } from "../support/wait.js";
+import { freePort, waitFor } from "../support/wait.js";
 import { tlsResumption } from "../support/raw.js";
 
 const PASSWORD = "correct horse";
@@ -52,8 +52,10 @@ describe("--workers", () => {
     assert.match(metrics, /^xmpp_lb_connections_total\{listener="127\.0\.0\.1:0",outcome="forwarded",transport="tcp"\} 12$/m, "the primary sums both workers");
     assert.match(metrics, /^xmpp_lb_node_up\{node="n1"\} 1$/m);
 
-    await stopAll(clients.splice(0));
+    // SIGTERM with the sessions open: the workers drain them for up to --shutdown-timeout, and the primary's /healthz says so.
     run.child.kill("SIGTERM");
+    await waitFor("503 from the primary's /healthz", async () => (await fetch(`http://127.0.0.1:${admin}/healthz`)).status === 503);
+    await stopAll(clients.splice(0));
     const { code } = await run.done;
     assert.equal(code, 0);
   });
