@@ -73,7 +73,10 @@ export function startAdminHttp(address: HostPort, deps: AdminHttpDeps): Promise<
     if (path === "/nodes") {
       deps.store.loads().then(
         (loads) => {
-          const nodes = deps.nodes.table.nodes.map((n) => ({ ...n, load: loads.get(n.id) ?? 0 }));
+          const nodes = deps.nodes.table.nodes.map((n) => {
+            const { connections = 0, redirects = 0 } = loads.get(n.id) ?? {};
+            return { ...n, load: connections + redirects, connections, redirects };
+          });
           reply(200, "application/json", JSON.stringify({ store: deps.store.kind, nodes }, null, 2) + "\n");
         },
         (err: Error) => reply(500, "text/plain", `${err.message}\n`),

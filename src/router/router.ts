@@ -4,11 +4,11 @@ import { servesDomain, type NodeTable, type NodeView } from "../cluster/node.js"
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { ClusterStore } from "../store/store.js";
+import type { ClusterStore, NodeLoad } from "../store/store.js";
 import { DirectoryLease } from "./lease.js";
 import { hashStrategy, type Strategy } from "./strategies.js";
 
-const NO_LOADS: ReadonlyMap<string, number> = new Map();
+const NO_LOADS: ReadonlyMap<string, NodeLoad> = new Map();
 
 export interface RouteRequest {
   /** Bare JID, or null when the login carries no identity (ANONYMOUS): no affinity then. */
@@ -121,8 +121,10 @@ export class Router {
     const available = this.candidates(table, req);
     const capped = available.some((n) => n.maxconn !== undefined);
     const loads = available.length > 0 && (this.strategy.needsLoads || capped) ? await this.store.loads() : NO_LOADS;
-    // A full node (maxconn=) takes no new user; its own users, below, still reach it.
-    const candidates = capped ? available.filter((n) => n.maxconn === undefined || (loads.get(n.id) ?? 0) < n.maxconn) : available;
+    // A full node (maxconn=) takes no new user; its own users, below, still reach it. Only
+    // connections the node accepted fill it: a redirect is sent before any password is
+    // checked, so made-up JIDs counted here would lock every real user out.
+    const candidates = capped ? available.filter((n) => n.maxconn === undefined || (loads.get(n.id)?.connections ?? 0) < n.maxconn) : available;
     if (req.jid === null) {
       if (candidates.length > 0) return decision(this.strategy.pick(candidates, randomUUID(), loads), "strategy");
       return available.length === 0 ? this.panic(table, req, null, decision) : null;

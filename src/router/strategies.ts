@@ -1,4 +1,5 @@
 import type { NodeView } from "../cluster/node.js";
+import type { NodeLoad } from "../store/store.js";
 
 export type StrategyName = "least-conn" | "hash" | "random";
 export const STRATEGIES: readonly StrategyName[] = ["least-conn", "hash", "random"];
@@ -7,7 +8,7 @@ export interface Strategy {
   /** Whether pick() reads `loads` (so the router only asks the store when needed). */
   readonly needsLoads: boolean;
   /** Picks one of `candidates` (never empty) for routing key `key`. */
-  pick(candidates: readonly NodeView[], key: string, loads: ReadonlyMap<string, number>): NodeView;
+  pick(candidates: readonly NodeView[], key: string, loads: ReadonlyMap<string, NodeLoad>): NodeView;
 }
 
 /** murmur3's finalizer: full avalanche of a 32-bit value. */
@@ -79,14 +80,19 @@ export const hashStrategy: Strategy = {
   pick: (candidates, key) => highestScore(candidates, key),
 };
 
-/** Fewest sessions per unit of weight; ties broken by rendezvous hash so they spread evenly. */
+/**
+ * Fewest sessions per unit of weight, where a node's sessions are its open
+ * forwarded connections plus the JIDs redirected to it (redirect mode has no
+ * connections to count); ties broken by rendezvous hash so they spread evenly.
+ */
 export const leastConnStrategy: Strategy = {
   needsLoads: true,
   pick(candidates, key, loads) {
     let lowest = Infinity;
     let tied: NodeView[] = [];
     for (const node of candidates) {
-      const load = (loads.get(node.id) ?? 0) / node.weight;
+      const counts = loads.get(node.id);
+      const load = counts === undefined ? 0 : (counts.connections + counts.redirects) / node.weight;
       if (load < lowest) {
         lowest = load;
         tied = [node];

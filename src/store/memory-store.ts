@@ -1,5 +1,6 @@
 import type { NodeSpec } from "../cluster/node.js";
-import type { Claim, ClusterStore, StoreOptions, StoredNode } from "./store.js";
+import { LocalLoads } from "./local-loads.js";
+import type { Claim, ClusterStore, NodeLoad, StoreOptions, StoredNode } from "./store.js";
 
 interface DirectoryEntry {
   node: string;
@@ -9,11 +10,6 @@ interface DirectoryEntry {
   expiresAt: number;
   /** Written by claim() and not yet confirmed by a connection or a redirect: release() may forget it. */
   unconfirmed: boolean;
-}
-
-interface RedirectHold {
-  node: string;
-  until: number;
 }
 
 /**
@@ -26,11 +22,7 @@ export class MemoryStore implements ClusterStore {
   private readonly drained = new Set<string>();
   private readonly watchers = new Set<(nodes: StoredNode[]) => void>();
   private readonly directory = new Map<string, DirectoryEntry>();
-  private readonly connections = new Map<string, number>();
-  private readonly redirectLoad = new Map<string, number>();
-  /** Redirect holds in expiry order (all last the same grace period). */
-  private readonly holds: RedirectHold[] = [];
-  private holdsHead = 0;
+  private readonly load: LocalLoads;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -38,6 +30,7 @@ export class MemoryStore implements ClusterStore {
     private readonly options: StoreOptions,
     private readonly now: () => number = Date.now,
   ) {
+    this.load = new LocalLoads(options.affinityGraceMs, now);
     // Forget idle entries in the background so the directory does not grow without bound.
     this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(60_000, options.affinityGraceMs))).unref();
   }
@@ -96,7 +89,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   async connectionOpened(jid: string | null, nodeId: string): Promise<void> {
-    this.connections.set(nodeId, (this.connections.get(nodeId) ?? 0) + 1);
+    this.load.opened(nodeId);
     if (jid === null) return;
     const entry = this.live(jid);
     if (entry === undefined) {
@@ -108,9 +101,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   async connectionClosed(jid: string | null, nodeId: string): Promise<void> {
-    const count = (this.connections.get(nodeId) ?? 1) - 1;
-    if (count > 0) this.connections.set(nodeId, count);
-    else this.connections.delete(nodeId);
+    this.load.closed(nodeId);
     if (jid === null) return;
     const entry = this.directory.get(jid);
     if (entry === undefined) return;
@@ -120,8 +111,7 @@ export class MemoryStore implements ClusterStore {
 
   async redirected(jid: string | null, nodeId: string): Promise<void> {
     const until = this.now() + this.options.affinityGraceMs;
-    this.holds.push({ node: nodeId, until });
-    this.redirectLoad.set(nodeId, (this.redirectLoad.get(nodeId) ?? 0) + 1);
+    this.load.redirected(nodeId, jid);
     if (jid === null) return;
     const entry = this.live(jid);
     if (entry === undefined) return;
@@ -129,11 +119,8 @@ export class MemoryStore implements ClusterStore {
     if (entry.open === 0) entry.expiresAt = Math.max(entry.expiresAt, until);
   }
 
-  async loads(): Promise<ReadonlyMap<string, number>> {
-    this.expireHolds();
-    const total = new Map(this.connections);
-    for (const [node, n] of this.redirectLoad) total.set(node, (total.get(node) ?? 0) + n);
-    return total;
+  async loads(): Promise<ReadonlyMap<string, NodeLoad>> {
+    return this.load.loads();
   }
 
   async close(): Promise<void> {
@@ -160,25 +147,11 @@ export class MemoryStore implements ClusterStore {
     return entry;
   }
 
-  private expireHolds(): void {
-    const now = this.now();
-    while (this.holdsHead < this.holds.length && this.holds[this.holdsHead]!.until <= now) {
-      const { node } = this.holds[this.holdsHead++]!;
-      const n = (this.redirectLoad.get(node) ?? 1) - 1;
-      if (n > 0) this.redirectLoad.set(node, n);
-      else this.redirectLoad.delete(node);
-    }
-    if (this.holdsHead > 1024 && this.holdsHead * 2 > this.holds.length) {
-      this.holds.splice(0, this.holdsHead);
-      this.holdsHead = 0;
-    }
-  }
-
   private sweep(): void {
     const now = this.now();
     for (const [jid, entry] of this.directory) {
       if (entry.open === 0 && entry.expiresAt <= now) this.directory.delete(jid);
     }
-    this.expireHolds();
+    this.load.forgetExpired();
   }
 }

@@ -8,10 +8,14 @@ export interface RedisKeys {
   jid(bareJid: string): string;
   /** Sorted set: live balancer instances, scored by when their counts expire (ms since epoch). */
   readonly instances: string;
-  /** Hash: one instance's load per node id, with a TTL. */
+  /** Hash: one instance's open forwarded connections per node id, with a TTL. */
   instanceLoads(instanceId: string): string;
   /** What `instanceLoads` puts before the instance id (the loads script builds the names it finds in `instances`). */
   readonly instanceLoadsPrefix: string;
+  /** Hash: one instance's redirected JIDs (within the grace period) per node id, with a TTL. */
+  instanceRedirects(instanceId: string): string;
+  /** What `instanceRedirects` puts before the instance id. */
+  readonly instanceRedirectsPrefix: string;
   /** Set: ids of registered nodes. */
   readonly nodeIndex: string;
   /** Hash: one registered node, with a TTL (its heartbeat). */
@@ -28,12 +32,15 @@ export const DEFAULT_PREFIX = "xmpp-lb:";
 
 export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
   const instanceLoadsPrefix = `${prefix}{loads}:instance:`;
+  const instanceRedirectsPrefix = `${prefix}{loads}:redirects:`;
   const nodePrefix = `${prefix}{nodes}:node:`;
   return {
     jid: (bareJid) => `${prefix}jid:${bareJid}`,
     instances: `${prefix}{loads}:instances`,
     instanceLoads: (instanceId) => instanceLoadsPrefix + instanceId,
     instanceLoadsPrefix,
+    instanceRedirects: (instanceId) => instanceRedirectsPrefix + instanceId,
+    instanceRedirectsPrefix,
     nodeIndex: `${prefix}{nodes}:index`,
     node: (nodeId) => nodePrefix + nodeId,
     nodePrefix,

@@ -80,13 +80,13 @@ export class RedisRegistry {
   /**
    * Cluster-wide load per node id: the sum of every live balancer instance's
    * published counts (open forwarded connections plus recent redirects). Read
-   * only; a crashed instance's counts have expired with their key.
+   * only; a crashed instance's counts have expired with their keys.
    */
   async loads(): Promise<Map<string, number>> {
     const { connection, keys } = this.context;
     const perInstance = await connection.run("read-loads", async (c) => {
       const instances = await c.zrange(keys.instances, 0, -1);
-      return Promise.all(instances.map((id) => c.hgetall(keys.instanceLoads(id))));
+      return Promise.all(instances.flatMap((id) => [c.hgetall(keys.instanceLoads(id)), c.hgetall(keys.instanceRedirects(id))]));
     });
     const total = new Map<string, number>();
     for (const counts of perInstance) {

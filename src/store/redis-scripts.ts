@@ -45,41 +45,53 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then extend(KEYS
     numberOfKeys: 1,
     lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end`,
   },
-  // KEYS[1] this instance's loads hash, KEYS[2] the instances index; ARGV[1] ttl ms, ARGV[2] instance id,
-  // ARGV[3] prefix of instance loads keys, ARGV[4..] node id, count pairs.
+  // KEYS[1] this instance's connections hash, KEYS[2] its redirects hash, KEYS[3] the instances index;
+  // ARGV[1] ttl ms, ARGV[2] instance id, ARGV[3] prefix of instance connections keys, ARGV[4] prefix of
+  // instance redirects keys, ARGV[5] the number n of connection pairs, then n node id, count pairs of
+  // connections and the redirects' pairs after them.
   // Publishes this instance's counts, forgets instances that stopped publishing, and returns the
-  // other live instances' sums as node id, count pairs.
+  // other live instances' sums as node id, connections, redirects triples.
   xmppLbSyncLoads: {
-    numberOfKeys: 2,
+    numberOfKeys: 3,
     lua: `${NOW}
 ${EXTEND}
 local ttl = tonumber(ARGV[1])
-redis.call('DEL', KEYS[1])
-if #ARGV > 3 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-  redis.call('PEXPIRE', KEYS[1], ttl)
+local split = 5 + 2 * tonumber(ARGV[5])
+local function publish(key, first, last)
+  redis.call('DEL', key)
+  if last > first then
+    redis.call('HSET', key, unpack(ARGV, first, last))
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
-extend(KEYS[2], ttl)
+publish(KEYS[1], 6, split)
+publish(KEYS[2], split + 1, #ARGV)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[2])
+extend(KEYS[3], ttl)
 local sums, order = {}, {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if id ~= ARGV[2] then
-    local counts = redis.call('HGETALL', ARGV[3] .. id)
-    for i = 1, #counts, 2 do
-      local node = counts[i]
-      if sums[node] == nil then
-        sums[node] = 0
-        order[#order + 1] = node
-      end
-      sums[node] = sums[node] + (tonumber(counts[i + 1]) or 0)
+local function add(key, slot)
+  local counts = redis.call('HGETALL', key)
+  for i = 1, #counts, 2 do
+    local node = counts[i]
+    if sums[node] == nil then
+      sums[node] = {0, 0}
+      order[#order + 1] = node
     end
+    sums[node][slot] = sums[node][slot] + (tonumber(counts[i + 1]) or 0)
+  end
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if id ~= ARGV[2] then
+    add(ARGV[3] .. id, 1)
+    add(ARGV[4] .. id, 2)
   end
 end
 local out = {}
 for _, node in ipairs(order) do
   out[#out + 1] = node
-  out[#out + 1] = sums[node]
+  out[#out + 1] = sums[node][1]
+  out[#out + 1] = sums[node][2]
 end
 return out`,
   },
@@ -151,7 +163,17 @@ export interface StoreScripts {
   xmppLbClaim(jidKey: string, nodeId: string, graceMs: number, ...replaceable: string[]): Promise<[string, number]>;
   xmppLbHold(jidKey: string, nodeId: string, ttlMs: number): Promise<null>;
   xmppLbRelease(jidKey: string, nodeId: string): Promise<null>;
-  xmppLbSyncLoads(ownLoads: string, instances: string, ttlMs: number, instanceId: string, instanceLoadsPrefix: string, ...counts: Arg[]): Promise<Arg[]>;
+  xmppLbSyncLoads(
+    ownConnections: string,
+    ownRedirects: string,
+    instances: string,
+    ttlMs: number,
+    instanceId: string,
+    connectionsPrefix: string,
+    redirectsPrefix: string,
+    connectionPairs: number,
+    ...counts: Arg[]
+  ): Promise<Arg[]>;
   xmppLbRegisterNode(nodeKey: string, nodeIndex: string, ttlMs: number, channel: string, nodeId: string, ...fields: string[]): Promise<number>;
   xmppLbDeregisterNode(nodeKey: string, nodeIndex: string, drained: string, channel: string, nodeId: string, event: "deregister" | "remove"): Promise<number>;
   xmppLbSetDrain(drained: string, channel: string, nodeId: string, event: "drain" | "undrain"): Promise<number>;

@@ -9,7 +9,7 @@ import { ClusterLoads } from "./redis-loads.js";
 import { NodeWatch } from "./redis-node-watch.js";
 import { mergeNodes, readNodes, setDrained, type NodeRegistryContext } from "./redis-nodes.js";
 import { parseRedisUrl } from "./redis-url.js";
-import type { Claim, ClusterStore, StoredNode, StoreOptions } from "./store.js";
+import type { Claim, ClusterStore, NodeLoad, StoredNode, StoreOptions } from "./store.js";
 
 export interface RedisStoreOptions extends StoreOptions {
   /** Key prefix (default `xmpp-lb:`): several balancer clusters can share one Redis. */
@@ -127,14 +127,14 @@ export class RedisStore implements ClusterStore {
 
   async redirected(jid: string | null, nodeId: string): Promise<void> {
     this.ensureOpen("redirected");
-    this.clusterLoads.local.redirected(nodeId);
+    this.clusterLoads.local.redirected(nodeId, jid);
     if (jid === null) return;
     this.leases.confirmed(jid);
     await this.leases.hold("redirected", jid, nodeId);
   }
 
   /** Other instances' sums as of the last refresh, plus this instance's own counts now. */
-  async loads(): Promise<ReadonlyMap<string, number>> {
+  async loads(): Promise<ReadonlyMap<string, NodeLoad>> {
     this.ensureOpen("loads");
     if (!this.connection.up) throw new StoreError("Redis loads: Redis is unreachable, the cluster-wide loads are unknown");
     return this.clusterLoads.loads();

@@ -53,17 +53,33 @@ export interface ClusterStore {
   connectionOpened(jid: string | null, nodeId: string): Promise<void>;
   /** ...and closed: after the last one the entry lives on for the affinity grace period. */
   connectionClosed(jid: string | null, nodeId: string): Promise<void>;
-  /** `jid` was redirected to `nodeId`: keep the entry and count the load for the grace period. */
-  redirected(jid: string | null, nodeId: string): Promise<void>;
   /**
-   * Load per node: open forwarded connections plus redirects within the grace
-   * period. Cluster-wide sum for Redis (cached, refreshed in the background).
+   * `jid` was redirected to `nodeId`: keep the entry and count the redirect
+   * for the grace period, once per JID (its latest redirect; each anonymous
+   * one counts).
    */
-  loads(): Promise<ReadonlyMap<string, number>>;
+  redirected(jid: string | null, nodeId: string): Promise<void>;
+  /** Load per node. Cluster-wide sum for Redis (cached, refreshed in the background). */
+  loads(): Promise<ReadonlyMap<string, NodeLoad>>;
   /** Operator actions, same meaning for both stores: a drained node takes no new users. */
   drain(nodeId: string): Promise<void>;
   undrain(nodeId: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A node's load; a node absent from loads() has none. */
+export interface NodeLoad {
+  /**
+   * Open forwarded connections whose login the node accepted (`<success/>`):
+   * the only load `maxconn=` counts.
+   */
+  readonly connections: number;
+  /**
+   * JIDs redirected to the node within the grace period. They steer
+   * least-conn but never make a node full: a redirect comes before any
+   * password is checked, so anyone can make one up.
+   */
+  readonly redirects: number;
 }
 
 /** What claim() found or wrote. */

@@ -1,5 +1,5 @@
 import { StoreError } from "../errors.js";
-import type { Claim, ClusterStore, StoredNode } from "../store/store.js";
+import type { Claim, ClusterStore, NodeLoad, StoredNode } from "../store/store.js";
 import { isMessage, type PrimaryMessage, type StoreOp } from "./messages.js";
 
 type Answer = Extract<PrimaryMessage, { type: "xmpp-lb:store-answer" }>;
@@ -81,8 +81,8 @@ export class IpcStore implements ClusterStore {
   redirected(jid: string | null, nodeId: string): Promise<void> {
     return this.call("redirected", jid, nodeId);
   }
-  async loads(): Promise<ReadonlyMap<string, number>> {
-    return new Map(await this.call<Array<[string, number]>>("loads"));
+  async loads(): Promise<ReadonlyMap<string, NodeLoad>> {
+    return new Map(await this.call<Array<[string, NodeLoad]>>("loads"));
   }
   drain(nodeId: string): Promise<void> {
     return this.call("drain", nodeId);

@@ -55,6 +55,38 @@ describe("redirect mode", () => {
     assert.match(loops, /xmpp_lb_redirect_loops_total 1/);
   });
 
+  it("keeps redirecting real users through a burst of made-up logins at maxconn=, which only forwarded sessions fill", async () => {
+    // A redirect listener and a forward one, nodes capped at 2 sessions each.
+    const capped = await startBalancer({ listen: ["127.0.0.1:0,mode=redirect", "127.0.0.1:0,mode=forward"], node: nodes().map((n) => `${n},maxconn=2`) });
+    const sockets: RawXmpp[] = [];
+    /** Logs `user` in on the listener at `port` from `from`: what came back, up to the stream's end (a redirect) or the SASL verdict. */
+    const loginAs = async (port: number, user: string, password: string, from = "127.0.0.1"): Promise<string> => {
+      const c = await RawXmpp.connect(port, "127.0.0.1", { localAddress: from });
+      sockets.push(c);
+      await c.secureStream();
+      c.send(plainAuth(user, password));
+      return c.until(/<\/stream:stream>|<success |<\/failure>/);
+    };
+    const [redirectPort, forwardPort] = capped.ports as [number, number];
+    try {
+      // No password is checked before a redirect: anyone can make up as many logins as they like, from many addresses.
+      const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => loginAs(redirectPort, `made-up-${i}`, "anything", `127.0.0.${31 + (i % 6)}`)));
+      for (const text of burst) assert.match(text, /<see-other-host /);
+      const loads = await capped.balancer.store.loads();
+      assert.deepEqual(cluster.nodes.map((n) => loads.get(n.id)?.redirects), [6, 6], "least-conn still spreads redirects");
+      const real = await loginAs(redirectPort, "frank", PASSWORD);
+      assert.match(real, /<see-other-host /, "a real user is still redirected");
+      assert.doesNotMatch(real, /temporary-auth-failure/);
+
+      // Forwarded sessions the nodes accepted do fill them: four real ones, then no node takes a new user.
+      for (const user of ["frank", "grace", "heidi", "ivy"]) assert.match(await loginAs(forwardPort, user, PASSWORD), /<success /, user);
+      assert.match(await loginAs(redirectPort, "made-up-late", "anything"), /<temporary-auth-failure\/>/);
+    } finally {
+      for (const c of sockets) c.destroy();
+      await capped.close();
+    }
+  });
+
   // xmpp.js 0.14 follows see-other-host only before SASL (a redirect after <auth/> leaves its first
   // SASL handler listening, which answers the node's challenge), so it is redirected in phase open.
   it("@xmpp/client announcing its JID follows the redirect (phase open) and binds on the node's external address", async () => {

@@ -148,9 +148,44 @@ describe("Router", () => {
       await store.connectionOpened(`cap${i}@lb.test`, d.node.id);
     }
     const loads = await store.loads();
-    assert.deepEqual([loads.get("n1"), loads.get("n2")], [2, 3]);
+    assert.deepEqual([loads.get("n1")?.connections, loads.get("n2")?.connections], [2, 3]);
     assert.equal(await router.route({ jid: "cap5@lb.test", domain: "lb.test" }, log), null);
     assert.equal((await router.route({ jid: "cap0@lb.test", domain: "lb.test" }, log))?.via, "directory", "a full node's own users still reach it");
+  });
+
+  it("never counts redirects toward maxconn: any number of made-up JIDs leaves room for real users", async () => {
+    const { store, router } = setup([spec("n1", { maxconn: 2 }), spec("n2", { maxconn: 2 })]);
+    for (let i = 0; i < 40; i++) {
+      const d = await router.route({ jid: `made-up${i}@lb.test`, domain: "lb.test" }, log);
+      assert.ok(d !== null, `redirect ${i} found a node`);
+      await store.redirected(`made-up${i}@lb.test`, d.node.id);
+    }
+    const loads = await store.loads();
+    assert.deepEqual([loads.get("n1")?.redirects, loads.get("n2")?.redirects], [20, 20], "least-conn still spreads redirects");
+    // Forwarded sessions the nodes accepted still fill them.
+    for (let i = 0; i < 4; i++) {
+      const d = await router.route({ jid: `real${i}@lb.test`, domain: "lb.test" }, log);
+      assert.ok(d !== null, `real user ${i} found a node`);
+      await store.connectionOpened(`real${i}@lb.test`, d.node.id);
+    }
+    assert.equal(await router.route({ jid: "real4@lb.test", domain: "lb.test" }, log), null);
+  });
+
+  it("counts a JID redirected again and again once, so one JID cannot steer everyone else away from its node", async () => {
+    const { store, router } = setup([spec("n1"), spec("n2")]);
+    const pinned = await router.route({ jid: "pinned@lb.test", domain: "lb.test" }, log);
+    for (let i = 0; i < 50; i++) {
+      const d = await router.route({ jid: "pinned@lb.test", domain: "lb.test" }, log);
+      assert.equal(d!.node.id, pinned!.node.id);
+      await store.redirected("pinned@lb.test", d!.node.id);
+    }
+    const placed = new Map<string, number>();
+    for (let i = 0; i < 10; i++) {
+      const d = await router.route({ jid: `new${i}@lb.test`, domain: "lb.test" }, log);
+      await store.redirected(`new${i}@lb.test`, d!.node.id);
+      placed.set(d!.node.id, (placed.get(d!.node.id) ?? 0) + 1);
+    }
+    assert.ok((placed.get(pinned!.node.id) ?? 0) >= 4, `new users on the pinned JID's node: ${placed.get(pinned!.node.id) ?? 0} of 10`);
   });
 
   it("answers null when no node may be dialed: all drained or excluded", async () => {

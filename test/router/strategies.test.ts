@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { NodeView } from "../../src/cluster/node.js";
 import { hashStrategy, leastConnStrategy, randomStrategy } from "../../src/router/strategies.js";
+import type { NodeLoad } from "../../src/store/store.js";
 
 const node = (id: string, weight = 1): NodeView => ({
   id,
@@ -15,7 +16,9 @@ const node = (id: string, weight = 1): NodeView => ({
   external: { host: "xmpp.example", port: 5222 },
 });
 const jids = (n: number): string[] => Array.from({ length: n }, (_, i) => `user${i}@lb.test`);
-const none = new Map<string, number>();
+const none = new Map<string, NodeLoad>();
+/** Loads with connections only. */
+const connections = (counts: Record<string, number>): Map<string, NodeLoad> => new Map(Object.entries(counts).map(([id, n]) => [id, { connections: n, redirects: 0 }]));
 
 function tally(pick: (key: string) => NodeView, keys: string[]): Map<string, number> {
   const counts = new Map<string, number>();
@@ -55,9 +58,17 @@ describe("hash strategy (weighted rendezvous)", () => {
 describe("least-conn strategy", () => {
   const nodes = [node("n1"), node("n2"), node("n3")];
   it("picks the node with the fewest sessions per unit of weight", () => {
-    assert.equal(leastConnStrategy.pick(nodes, "a@lb.test", new Map([["n1", 5], ["n2", 2], ["n3", 4]])).id, "n2");
+    assert.equal(leastConnStrategy.pick(nodes, "a@lb.test", connections({ n1: 5, n2: 2, n3: 4 })).id, "n2");
     const weighted = [node("n1", 4), node("n2", 1)];
-    assert.equal(leastConnStrategy.pick(weighted, "a@lb.test", new Map([["n1", 6], ["n2", 2]])).id, "n1");
+    assert.equal(leastConnStrategy.pick(weighted, "a@lb.test", connections({ n1: 6, n2: 2 })).id, "n1");
+  });
+  it("counts redirected users beside open connections (redirect mode has no connections)", () => {
+    const loads = new Map<string, NodeLoad>([
+      ["n1", { connections: 1, redirects: 4 }],
+      ["n2", { connections: 3, redirects: 0 }],
+      ["n3", { connections: 0, redirects: 4 }],
+    ]);
+    assert.equal(leastConnStrategy.pick(nodes, "a@lb.test", loads).id, "n2");
   });
   it("breaks ties by hash, so a burst of new users spreads", () => {
     const counts = tally((k) => leastConnStrategy.pick(nodes, k, none), jids(300));

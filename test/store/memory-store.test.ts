@@ -28,17 +28,37 @@ describe("MemoryStore session directory", () => {
     assert.deepEqual(await store.claim("b@lb.test", "n2", ["n1"]), { owner: "n2", wrote: true });
   });
 
-  it("counts load: open connections plus redirects within the grace period", async () => {
+  it("counts load: open connections, and apart from them redirects within the grace period", async () => {
     await store.connectionOpened("c@lb.test", "n3");
     await store.connectionOpened(null, "n3");
     await store.redirected("d@lb.test", "n4");
-    assert.equal((await store.loads()).get("n3"), 2);
-    assert.equal((await store.loads()).get("n4"), 1);
+    await store.redirected("e@lb.test", "n3");
+    assert.deepEqual((await store.loads()).get("n3"), { connections: 2, redirects: 1 });
+    assert.deepEqual((await store.loads()).get("n4"), { connections: 0, redirects: 1 });
     await store.connectionClosed(null, "n3");
     now += 301_000;
     const loads = await store.loads();
-    assert.equal(loads.get("n3"), 1);
+    assert.deepEqual(loads.get("n3"), { connections: 1, redirects: 0 });
     assert.equal(loads.get("n4"), undefined);
+    await store.connectionClosed("c@lb.test", "n3");
+    assert.equal((await store.loads()).size, 0);
+  });
+
+  it("counts a JID's redirects once, on the node of its latest, for the grace period from it; each anonymous one", async () => {
+    for (let i = 0; i < 50; i++) await store.redirected("again@lb.test", "n5");
+    assert.deepEqual((await store.loads()).get("n5"), { connections: 0, redirects: 1 }, "the same JID again and again is one user");
+    now += 200_000;
+    await store.redirected("again@lb.test", "n6");
+    await store.redirected(null, "n6");
+    await store.redirected(null, "n6");
+    let loads = await store.loads();
+    assert.equal(loads.get("n5"), undefined, "moved with its latest redirect");
+    assert.deepEqual(loads.get("n6"), { connections: 0, redirects: 3 });
+    now += 200_000;
+    assert.deepEqual((await store.loads()).get("n6"), { connections: 0, redirects: 3 }, "the grace period runs from the latest redirect");
+    now += 101_000;
+    loads = await store.loads();
+    assert.equal(loads.get("n6"), undefined);
   });
 });
 

@@ -7,7 +7,7 @@ import { ConfigError, StoreError } from "../../src/errors.js";
 import { RedisRegistry } from "../../src/store/redis-registry.js";
 import { RedisStore, type RedisStoreOptions } from "../../src/store/redis-store.js";
 import { parseRedisUrl } from "../../src/store/redis-url.js";
-import type { StoredNode } from "../../src/store/store.js";
+import type { NodeLoad, StoredNode } from "../../src/store/store.js";
 import { startRedis, startRedisCluster, type RedisServer } from "../support/redis.js";
 
 // Short times so the whole file runs in well under a minute: entries live 1 s
@@ -153,7 +153,7 @@ for (const { name, start } of backends) {
     it("lets a vanished instance's leases and load counts expire", async () => {
       const b = await t.store();
       const doomed = await startDoomedInstance(backend.url, t.prefix());
-      await waitFor("the doomed instance's counts", async () => (await b.loads()).get("n1") === 2);
+      await waitFor("the doomed instance's counts", async () => (await b.loads()).get("n1")?.connections === 2);
       assert.equal(await b.lookup("doomed@lb.test"), "n1");
       await doomed.kill();
       await sleep(GRACE_MS * 1.2);
@@ -198,18 +198,39 @@ for (const { name, start } of backends) {
       assert.deepEqual(await t.keys(`${t.prefix()}jid:*`), []);
     });
 
-    it("sums loads across instances: open connections plus redirects", async () => {
+    it("sums loads across instances: open connections, and redirects apart from them", async () => {
       const a = await t.store();
       const b = await t.store();
       await b.connectionOpened("y@lb.test", "n1");
-      assert.equal((await b.loads()).get("n1"), 1, "its own counts are fresh at once");
+      assert.deepEqual((await b.loads()).get("n1"), { connections: 1, redirects: 0 }, "its own counts are fresh at once");
       await b.redirected("z@lb.test", "n2");
       await a.connectionOpened(null, "n1");
       await a.connectionOpened("x@lb.test", "n1");
-      const expected = new Map([["n1", 3], ["n2", 1]]);
+      await a.redirected("w@lb.test", "n1");
+      const expected = loadsOf({ n1: [3, 1], n2: [0, 1] });
       await waitFor("the sums on both instances", async () => sameLoads(await a.loads(), expected) && sameLoads(await b.loads(), expected));
       await b.connectionClosed("y@lb.test", "n1");
-      await waitFor("a close seen by the other instance", async () => (await a.loads()).get("n1") === 2);
+      await waitFor("a close seen by the other instance", async () => (await a.loads()).get("n1")?.connections === 2);
+    });
+
+    it("counts a JID's redirects once, on the node of its latest, until the grace period ends; withdraws both counts on close", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      for (let i = 0; i < 20; i++) await a.redirected("again@lb.test", "n1");
+      await a.redirected(null, "n1");
+      await a.redirected("other@lb.test", "n2");
+      await a.connectionOpened("real@lb.test", "n2");
+      const expected = loadsOf({ n1: [0, 2], n2: [1, 1] });
+      assert.ok(sameLoads(await a.loads(), expected), "its own counts: the same JID again and again is one user");
+      await waitFor("the counts seen by the other instance", async () => sameLoads(await b.loads(), expected));
+      await a.redirected("again@lb.test", "n2");
+      await waitFor("the JID's move seen by the other instance", async () => sameLoads(await b.loads(), loadsOf({ n1: [0, 1], n2: [1, 2] })));
+      await waitFor("the redirects expired", async () => sameLoads(await b.loads(), loadsOf({ n2: [1, 0] })), GRACE_MS * 3);
+      await a.redirected("late@lb.test", "n1");
+      await waitFor("a late redirect seen", async () => (await b.loads()).get("n1")?.redirects === 1);
+      await a.close();
+      await waitFor("the closed instance's counts withdrawn", async () => (await b.loads()).size === 0);
+      assert.deepEqual(await t.keys(`${t.prefix()}{loads}:*`), [`${t.prefix()}{loads}:instances`], "no counts of either kind left behind");
     });
 
     it("announces a registered node to another instance at once, and drops it when its heartbeat stops", async () => {
@@ -390,6 +411,11 @@ describe("parseRedisUrl", () => {
   });
 });
 
-function sameLoads(actual: ReadonlyMap<string, number>, expected: ReadonlyMap<string, number>): boolean {
-  return actual.size === expected.size && [...expected].every(([node, n]) => actual.get(node) === n);
+/** Loads from node id: [connections, redirects]. */
+function loadsOf(counts: Record<string, [number, number]>): Map<string, NodeLoad> {
+  return new Map(Object.entries(counts).map(([node, [connections, redirects]]) => [node, { connections, redirects }]));
+}
+
+function sameLoads(actual: ReadonlyMap<string, NodeLoad>, expected: ReadonlyMap<string, NodeLoad>): boolean {
+  return actual.size === expected.size && [...expected].every(([node, n]) => actual.get(node)?.connections === n.connections && actual.get(node)?.redirects === n.redirects);
 }
