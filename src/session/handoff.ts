@@ -12,7 +12,7 @@ import type { TrafficLimit } from "../upstream/traffic-limit.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import { NodeAdvice } from "./node-advice.js";
-import type { AuthFailures } from "./auth-failures.js";
+import type { AuthFailureGate } from "./auth-failures.js";
 import type { RedirectMemory } from "./redirect-memory.js";
 import type { ClientConnection } from "./sessions.js";
 
@@ -40,7 +40,7 @@ export interface HandoffOptions {
   /** PROXY protocol header version for nodes without their own `proxy=`. */
   backendProxy?: ProxyVersion;
   /** Where the nodes' refusals are counted, per client address and JID. */
-  authFailures: AuthFailures;
+  authFailures: AuthFailureGate;
   /** What a forwarded client may send (`--traffic-limit`); none when absent. */
   trafficLimit?: TrafficLimit;
 }

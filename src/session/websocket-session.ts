@@ -18,7 +18,7 @@ import { NS_CLIENT, NS_SASL, STANZA_NAMES } from "../xmpp/namespaces.js";
 import { EMPTY_CHALLENGE_XML, authXml } from "../xmpp/nonzas.js";
 import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
 import { saslFailureXml } from "../xmpp/stream-error.js";
-import type { AuthFailures } from "./auth-failures.js";
+import type { AuthFailureGate } from "./auth-failures.js";
 import { dialChosenNode } from "./node-dialer.js";
 
 export interface WebSocketSessionSettings {
@@ -29,7 +29,7 @@ export interface WebSocketSessionSettings {
   dialTimeoutMs: number;
   maxPreAuthBytes: number;
   maxSaslFailures: number;
-  authFailures: AuthFailures;
+  authFailures: AuthFailureGate;
   backendCa?: Buffer;
 }
 
@@ -187,8 +187,11 @@ export class WebSocketSession {
   // --- the decision ------------------------------------------------------------
 
   private async decide(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
-    if (this.settings.authFailures.blocked(this.client.address, jid) !== null) return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
     this.state = "deciding";
+    // With --workers the answer comes from the primary.
+    const throttled = await this.settings.authFailures.blocked(this.client.address, jid);
+    if (this.settled) return;
+    if (throttled !== null) return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
     try {
       if (this.settings.listener.mode === "redirect") {
         const decision = await this.router.route({ jid, domain: this.domain }, this.log);

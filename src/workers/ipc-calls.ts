@@ -11,6 +11,8 @@ type Answer = Extract<PrimaryMessage, { type: "xmpp-lb:answer" }>;
  */
 export class IpcCaller<Op extends string> {
   private nextId = 0;
+  /** Why calls fail now that close() was called. */
+  private closedBecause: string | undefined;
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
 
   constructor(
@@ -29,7 +31,7 @@ export class IpcCaller<Op extends string> {
   };
 
   call<T>(op: Op, args: unknown[]): Promise<T> {
-    if (!this.channel.connected) return Promise.reject(new StoreError("the primary is gone"));
+    if (this.closedBecause !== undefined || !this.channel.connected) return Promise.reject(new StoreError(this.closedBecause ?? "the primary is gone"));
     const id = ++this.nextId;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
@@ -42,8 +44,9 @@ export class IpcCaller<Op extends string> {
     if (this.channel.connected) this.channel.send!({ type: "xmpp-lb:call", service: this.service, op, args } satisfies Call);
   }
 
-  /** Stops listening: calls still waiting reject with `reason`. */
+  /** Stops listening: calls still waiting, and later ones, reject. */
   close(reason: string): void {
+    this.closedBecause = reason;
     this.channel.off("message", this.onMessage);
     for (const waiting of this.pending.values()) waiting.reject(new StoreError(reason));
     this.pending.clear();

@@ -3,16 +3,17 @@ import type { StoredNode } from "../store/store.js";
 /**
  * What the primary and the worker processes of `--workers N` say to each
  * other over Node's cluster IPC: calls to the primary's services and their
- * answers (the embedded store lives in the primary, so every worker's
- * decisions meet in one directory), and
+ * answers (the embedded store, and the connection and failed-login counts,
+ * live in the primary, so every worker's decisions meet in one place), and
  * the store's announcements (membership, up/down).
  */
 export type StoreOp = "listNodes" | "lookup" | "claim" | "release" | "connectionOpened" | "connectionClosed" | "redirected" | "loads" | "drain" | "undrain" | "waitUntilUp";
+export type LimitsOp = "admit" | "leftPreAuth" | "closed" | "blocked" | "record";
 
 /** A call to one of the primary's services; without an id nobody waits for its answer. */
 export type Call<S extends string = string, Op extends string = string> = { type: "xmpp-lb:call"; service: S; id?: number; op: Op; args: unknown[] };
 
-export type WorkerMessage = Call<"store", StoreOp> | { type: "xmpp-lb:stopped" };
+export type WorkerMessage = Call<"store", StoreOp> | Call<"limits", LimitsOp> | { type: "xmpp-lb:stopped" };
 
 export type PrimaryMessage =
   | { type: "xmpp-lb:answer"; service: string; id: number; ok: true; value: unknown }

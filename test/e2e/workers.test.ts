@@ -5,7 +5,7 @@ import { listeningPort, runCli, type CliRun } from "../support/cli.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { freePort, waitFor } from "../support/wait.js";
-import { tlsResumption } from "../support/raw.js";
+import { RawXmpp, STREAM_OPEN, plainAuth, tlsResumption } from "../support/raw.js";
 
 const PASSWORD = "correct horse";
 const users = Array.from({ length: 6 }, (_, i) => `w${i}`);
@@ -119,6 +119,61 @@ describe("--workers", () => {
       await stopAll(sessions);
       killRun.child.kill("SIGTERM");
       await killRun.done;
+    }
+  });
+
+  it("counts --max-connections-per-address over all workers, not per worker, and gives back a dead worker's share", async () => {
+    const [node] = nodeFlags(cluster.nodes);
+    const listen = await freePort();
+    const { run: limitRun, port } = await startWorkers(["--listen", `127.0.0.1:${listen}`, "--node", node!, "--max-connections-per-address", "2"]);
+    const open: RawXmpp[] = [];
+    /** Opens `count` connections from one address, one after another: how many were refused. */
+    const refusals = async (count: number): Promise<number> => {
+      let refused = 0;
+      for (let i = 0; i < count; i++) {
+        const c = await RawXmpp.connect(port, "127.0.0.1", { localAddress: "127.0.0.40" });
+        open.push(c);
+        c.send(STREAM_OPEN);
+        const text = await c.until(/<\/stream:features>|<\/stream:error>/);
+        if (/too many connections from your address/.test(text)) refused += 1;
+      }
+      return refused;
+    };
+    try {
+      // Round robin hands these to both workers in turn: each worker alone would admit two.
+      assert.equal(await refusals(4), 2, "two of four connections from one address admitted");
+      // The admitted two die with their workers: no close is reported for them, the primary gives them back.
+      for (const pid of pidsThatLogged(limitRun, "listening")) process.kill(pid, "SIGKILL");
+      await Promise.all(open.splice(0).map((c) => c.closed));
+      await waitFor("the replacement workers listening", () => listening(limitRun) >= 4, 20_000);
+      assert.equal(await refusals(2), 0, "the address has its two connections again");
+    } finally {
+      for (const c of open) c.destroy();
+      limitRun.child.kill("SIGTERM");
+      await limitRun.done;
+    }
+  });
+
+  it("counts --max-auth-failures-per-address over all workers, not per worker", async () => {
+    const [node] = nodeFlags(cluster.nodes);
+    const { run: authRun, port } = await startWorkers(["--listen", "127.0.0.1:0", "--node", node!, "--sasl-mechanisms", "PLAIN", "--max-auth-failures-per-address", "2"]);
+    const attempt = async (password: string): Promise<string> => {
+      const c = await RawXmpp.connect(port, "127.0.0.1", { localAddress: "127.0.0.41" });
+      try {
+        await c.secureStream();
+        c.send(plainAuth("w5", password));
+        return await c.until(/<success|<failure|<stream:error>/);
+      } finally {
+        c.destroy();
+      }
+    };
+    try {
+      // One failure on each worker (round robin), then both workers refuse the address.
+      for (let i = 0; i < 2; i++) assert.match(await attempt("wrong"), /<failure/);
+      for (let i = 0; i < 2; i++) assert.match(await attempt(PASSWORD), /<policy-violation/, `attempt ${i + 3} was not refused`);
+    } finally {
+      authRun.child.kill("SIGTERM");
+      await authRun.done;
     }
   });
 });
