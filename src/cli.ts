@@ -64,7 +64,7 @@ export async function main(args: string[]): Promise<void> {
           .option("max-header-bytes", { type: "number", default: DEFAULTS.maxHeaderBytes, describe: "largest stream header accepted" })
           .option("health-interval", { type: "number", default: DEFAULTS.healthIntervalSeconds, describe: "seconds between XMPP probes of each node" })
           .option("health-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
-          .option("workers", { type: "string", default: "1", describe: "processes running the data path: a number, or auto (one per core); they share the listeners, one store and one /metrics" })
+          .option("workers", { type: "string", default: "1", describe: "processes running the data path: a number, or auto (one per core); they share the listeners, one store, the limits' counts (the limits hold over all workers) and one /metrics" })
           .option("max-connections", { type: "number", default: DEFAULTS.maxConnections, describe: "client connections open at once, in all (0: no limit); beyond it new ones are refused" })
           .option("max-connections-per-address", { type: "number", default: DEFAULTS.maxConnectionsPerAddress, describe: "client connections open at once per client address (0: no limit)" })
           .option("max-connection-rate-per-address", { type: "number", default: DEFAULTS.maxConnectionRatePerAddress, describe: "new connections per client address per second (0: no limit)" })

@@ -11,7 +11,7 @@ import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
 import type { Socket } from "node:net";
 import { proxyHeader, type ProxyAddresses } from "./net/proxy-header.js";
-import { Admission } from "./listener/admission.js";
+import { Admission, admissionLimits, type AdmissionGate } from "./listener/admission.js";
 import { readProxyHeader } from "./listener/proxy-reader.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
 import { createLogger, type Logger } from "./log.js";
@@ -20,7 +20,7 @@ import { Router } from "./router/router.js";
 import { strategyByName } from "./router/strategies.js";
 import { LINGER_MS } from "./net/linger.js";
 import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
-import { AuthFailures } from "./session/auth-failures.js";
+import { AuthFailures, authFailureLimits, type AuthFailureGate } from "./session/auth-failures.js";
 import { LoginVerdicts } from "./session/login-verdict.js";
 import { Handoff } from "./session/handoff.js";
 import { MAX_PREAUTH_MESSAGE_BYTES as WS_MAX_PREAUTH_MESSAGE_BYTES, WebSocketSession, type WebSocketSessionSettings } from "./session/websocket-session.js";
@@ -74,6 +74,8 @@ export interface BalancerDeps {
   store?: ClusterStore;
   /** What /metrics answers, when not this process's own metrics (--workers: every worker's, summed). */
   metricsText?: () => Promise<string>;
+  /** Where the connection and failed-login counts are kept, when not in this process (--workers: the primary). */
+  limits?: { admission: AdmissionGate; authFailures: AuthFailureGate };
 }
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
@@ -146,17 +148,11 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const authFailures = new AuthFailures({ perAddress: config.maxAuthFailuresPerAddress, perJid: config.maxAuthFailuresPerJid, windowMs: config.authFailureWindowMs });
+  const { admission, authFailures } = deps.limits ?? { admission: new Admission(admissionLimits(config)), authFailures: new AuthFailures(authFailureLimits(config)) };
   const verdicts = new LoginVerdicts(metrics, authFailures);
   const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, verdicts, trafficLimit: config.trafficLimit });
 
   const domains = new Set(config.domains);
-  const admission = new Admission({
-    maxConnections: config.maxConnections,
-    maxPerAddress: config.maxConnectionsPerAddress,
-    maxRatePerAddress: config.maxConnectionRatePerAddress,
-    maxPreAuth: config.maxPreauthConnections,
-  });
   const connections = new ClientConnections(metrics, log, admission, config.domains[0] ?? "localhost");
   const listeners: BoundListener[] = [];
   /** WebSocket sessions and what destroys their listeners' connections: the TCP ones are in `connections`. */
@@ -260,8 +256,9 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
         // A connection a limit refuses gets no dialogue (accept answers it).
         const start = (client?: ClientAddress): void => {
-          const conn = connections.accept(socket, listenerConfig, client);
-          if (conn !== null) new PreAuthDialogue(conn, settings, handoff);
+          void connections.accept(socket, listenerConfig, client).then((conn) => {
+            if (conn !== null) new PreAuthDialogue(conn, settings, handoff);
+          });
         };
         if (!listenerConfig.proxyProtocol) return start();
         readProxyHeader(socket, config.loginTimeoutMs).then(

@@ -4,7 +4,7 @@ import tls from "node:tls";
 import { WebSocketServer, type WebSocket } from "ws";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { WS_SUBPROTOCOL } from "../xmpp/framing.js";
-import { AdmissionTicket, REFUSAL_TEXT, type Admission, type Refusal } from "./admission.js";
+import { AdmissionTicket, REFUSAL_TEXT, type AdmissionGate, type Refusal } from "./admission.js";
 import type { BoundListener, ListenerConfig } from "./listener.js";
 import { readProxyHeader } from "./proxy-reader.js";
 
@@ -21,7 +21,7 @@ export interface WebSocketListenerOptions {
   /** wss:// only: the current TLS context (reloadable). */
   secureContext?: () => tls.SecureContext | undefined;
   /** The connection limits shared with the TCP listeners, applied to each TCP connection before any HTTP. */
-  admission: Admission;
+  admission: AdmissionGate;
   /** The longest a PROXY header, then the TLS handshake (wss://), may take. */
   proxyTimeoutMs: number;
   tlsHandshakeTimeoutMs: number;
@@ -108,28 +108,33 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
   const web = http.createServer(plainRequest);
   const clients = new WeakMap<net.Socket, ConnectionEntry>();
   const raws = new Set<net.Socket>();
-  /** Counts the connection against the limits from now until it closes, or says why not. */
-  const admit = (raw: net.Socket, address: string): AdmissionTicket | Refusal => {
-    const refusal = options.admission.admit(address);
+  /**
+   * Counts the connection against the limits from now until it closes, or
+   * says why not (with --workers the primary's verdict: the socket waits).
+   */
+  const admit = async (raw: net.Socket, address: string): Promise<AdmissionTicket | Refusal> => {
+    const refusal = await options.admission.admit(address);
     if (refusal !== null) {
       options.onRefused(refusal, address);
       return refusal;
     }
     const admission = new AdmissionTicket(options.admission, address);
-    raw.once("close", () => admission.closed());
+    if (raw.closed) admission.closed(); // gone while the verdict was awaited
+    else raw.once("close", () => admission.closed());
     return admission;
   };
 
-  const accepted = (raw: net.Socket, address: string, port: number): void => {
+  const accepted = async (raw: net.Socket, address: string, port: number): Promise<void> => {
     // Behind an HTTP front the peer is the front: the client's address, and its limits, wait for the request.
     let admission: AdmissionTicket | undefined;
     if (!config.forwardedFor) {
-      const ticket = admit(raw, address);
+      const ticket = await admit(raw, address);
       if (typeof ticket === "string") {
         // Before a TLS handshake nothing can be said; on ws:// the client reads why.
         if (config.kind === "wss") return void raw.destroy();
         return endThenDestroy(raw, LINGER_MS.rejected, refusalResponse(ticket));
       }
+      if (raw.destroyed) return;
       admission = ticket;
     }
     const upgradeTimer = setTimeout(() => raw.destroy(), options.upgradeTimeoutMs).unref();
@@ -158,11 +163,11 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     raw.once("close", () => raws.delete(raw));
     raw.on("error", () => raw.destroy());
     const peer = { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
-    if (!config.proxyProtocol) return accepted(raw, peer.address, peer.port);
+    if (!config.proxyProtocol) return void accepted(raw, peer.address, peer.port);
     readProxyHeader(raw, options.proxyTimeoutMs).then(
       (header) => {
         const source = header.addresses?.source ?? peer;
-        accepted(raw, source.address, source.port);
+        void accepted(raw, source.address, source.port);
       },
       () => {
         options.onRefused("proxy-header", `${peer.address}:${peer.port}`);
@@ -181,23 +186,26 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     verifyClient: (info: { origin: string; req: http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string, headers?: http.OutgoingHttpHeaders) => void) => {
       const entry = clients.get(info.req.socket);
       if (entry === undefined) return done(false, 500);
-      if (entry.admission === undefined) {
-        entry.address = forwardedFor(info.req) ?? entry.address;
-        const ticket = admit(entry.raw, entry.address);
+      const checkUpgrade = (): void => {
+        const peer = entry.address;
+        const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
+        if (!protocols.includes(WS_SUBPROTOCOL)) {
+          options.onRefused("subprotocol", peer);
+          return done(false, 400, "the xmpp WebSocket subprotocol is required (RFC 7395)");
+        }
+        if (options.origins.length > 0 && !options.origins.includes(info.origin)) {
+          options.onRefused("origin", peer);
+          return done(false, 403, "Origin not allowed");
+        }
+        done(true);
+      };
+      if (entry.admission !== undefined) return checkUpgrade();
+      entry.address = forwardedFor(info.req) ?? entry.address;
+      void admit(entry.raw, entry.address).then((ticket) => {
         if (typeof ticket === "string") return done(false, REFUSAL_STATUS[ticket], REFUSAL_TEXT[ticket], { "Retry-After": "5" });
         entry.admission = ticket;
-      }
-      const peer = entry.address;
-      const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
-      if (!protocols.includes(WS_SUBPROTOCOL)) {
-        options.onRefused("subprotocol", peer);
-        return done(false, 400, "the xmpp WebSocket subprotocol is required (RFC 7395)");
-      }
-      if (options.origins.length > 0 && !options.origins.includes(info.origin)) {
-        options.onRefused("origin", peer);
-        return done(false, 403, "Origin not allowed");
-      }
-      done(true);
+        checkUpgrade();
+      });
     },
   });
   const alive = new WeakMap<WebSocket, boolean>();

@@ -13,7 +13,7 @@ import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-id
 import { saslFailureXml, streamErrorXml } from "../xmpp/stream-error.js";
 import { readStreamHeader, streamOpenXml, type StreamHeader } from "../xmpp/stream-header.js";
 import { StreamReader, type StreamEvent } from "../xmpp/stream-reader.js";
-import type { AuthFailures } from "./auth-failures.js";
+import type { AuthFailureGate } from "./auth-failures.js";
 import type { AttemptEnd, ForwardedLogin } from "./forwarded-login.js";
 import type { Handoff, Login } from "./handoff.js";
 import type { ClientConnection, HeldInput } from "./sessions.js";
@@ -34,7 +34,7 @@ export interface DialogueSettings {
   /** SASL attempts the balancer answers itself (malformed, unknown mechanism, no node) before it gives up. */
   maxSaslFailures: number;
   /** Failed logins per client address and JID: past the limits, a login is refused before any node sees it. */
-  authFailures: AuthFailures;
+  authFailures: AuthFailureGate;
 }
 
 type State = "header" | "features" | "sasl-response" | "deciding" | "exchange" | "done";
@@ -277,16 +277,18 @@ export class PreAuthDialogue {
   }
 
   private async decide(login: Login): Promise<void> {
-    const throttled = this.settings.authFailures.blocked(this.conn.client.address, login.jid);
-    if (throttled !== null) {
-      this.conn.countRefusal(throttled);
-      return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
-    }
     this.state = "deciding";
     this.jid = login.jid;
     // Bytes already read past the decisive element stay in the reader until the node is known.
     const unread = this.reader.takeRest();
     this.conn.hold(this.settings.maxPreAuthBytes - this.bytesSeen);
+    // Asked once the dialogue is held: with --workers the answer comes from the primary.
+    const throttled = await this.settings.authFailures.blocked(this.conn.client.address, login.jid);
+    if (this.settled) return; // timed out or closed meanwhile
+    if (throttled !== null) {
+      this.conn.countRefusal(throttled);
+      return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
+    }
     // The open phase hands the node everything; in the login phase what follows the <auth/> is the dialogue's to read.
     const replay = login.mechanism === undefined && unread.length > 0 ? Buffer.concat([login.replay, unread]) : login.replay;
     const { mode } = this.settings.listener;

@@ -191,17 +191,16 @@ export class Handoff {
     return (chunk) => {
       const outcome = scanner.push(chunk);
       if (outcome === "failure") {
-        const refusal = this.options.verdicts.refused(decision, conn.client.address, jid);
-        if (refusal !== null) {
+        void this.options.verdicts.refused(decision, conn.client.address, jid).then((refusal) => {
+          if (refusal === null) return;
           conn.countRefusal(refusal);
           conn.log.info({ jid }, "too many failed logins: the forwarded connection is closed");
-          // After this chunk (the <failure/>) has reached the client: a stream error, then both sides go.
+          // After the chunk with the <failure/> has reached the client: a stream error, then both sides go.
           setImmediate(() => {
             if (!client.destroyed) client.write(streamErrorXml("policy-violation", "too many failed logins; try again later"));
             upstream.destroy();
           });
-          return false;
-        }
+        });
       } else if (outcome === "success") {
         upstream.off("close", onClose);
         this.options.verdicts.accepted(decision);

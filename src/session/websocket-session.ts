@@ -20,7 +20,7 @@ import { NS_CLIENT, NS_SASL, STANZA_NAMES } from "../xmpp/namespaces.js";
 import { EMPTY_CHALLENGE_XML, authXml } from "../xmpp/nonzas.js";
 import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
 import { saslFailureXml } from "../xmpp/stream-error.js";
-import type { AuthFailures } from "./auth-failures.js";
+import type { AuthFailureGate } from "./auth-failures.js";
 import { clientTrafficLimit } from "./handoff.js";
 import type { LoginVerdicts } from "./login-verdict.js";
 import { dialChosenNode } from "./node-dialer.js";
@@ -33,7 +33,7 @@ export interface WebSocketSessionSettings {
   dialTimeoutMs: number;
   maxPreAuthBytes: number;
   maxSaslFailures: number;
-  authFailures: AuthFailures;
+  authFailures: AuthFailureGate;
   /** What the node's verdict on a login does to the directory and the failed-login limits. */
   verdicts: LoginVerdicts;
   /** What a forwarded client may send (`--traffic-limit`). */
@@ -229,12 +229,14 @@ export class WebSocketSession {
   // --- the decision ------------------------------------------------------------
 
   private async decide(jid: string | null, mechanism: Mechanism | undefined, replay: Buffer[], openStream: boolean): Promise<void> {
-    const throttled = this.settings.authFailures.blocked(this.client.address, jid);
+    this.state = "deciding";
+    // With --workers the answer comes from the primary.
+    const throttled = await this.settings.authFailures.blocked(this.client.address, jid);
+    if (this.settled) return;
     if (throttled !== null) {
       this.metrics.rejected.inc({ reason: throttled });
       return this.fail(new StreamError("policy-violation", "too many failed logins; try again later"));
     }
-    this.state = "deciding";
     try {
       if (this.settings.listener.mode === "redirect") {
         const decision = await this.router.route({ jid, domain: this.domain }, this.log);
@@ -383,18 +385,16 @@ export class WebSocketSession {
         return false;
       }
       if (verdict === "failure") {
-        const refusal = this.settings.verdicts.refused(decision, this.client.address, jid);
-        if (refusal !== null) {
+        void this.settings.verdicts.refused(decision, this.client.address, jid).then((refusal) => {
+          if (refusal === null) return;
           this.metrics.rejected.inc({ reason: refusal });
           this.log.info({ jid }, "too many failed logins: the forwarded connection is closed");
-          // After this message (the <failure/>) has gone to the client: a stream error, then both sides go.
           setImmediate(() => {
             this.sendRaw(framedStreamErrorXml("policy-violation", "too many failed logins; try again later"));
             this.socket.close(1000);
             upstream.terminate();
           });
-          return false;
-        }
+        });
       }
       return true;
     };
