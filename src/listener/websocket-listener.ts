@@ -6,6 +6,8 @@ import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { WS_SUBPROTOCOL } from "../xmpp/framing.js";
 import { AdmissionTicket, REFUSAL_TEXT, type AdmissionGate, type Refusal } from "./admission.js";
 import type { BoundListener, ListenerConfig } from "./listener.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import { readProxyHeader } from "./proxy-reader.js";
 
 /** Why a WebSocket client was turned away before its session began. */
@@ -27,8 +29,9 @@ export interface WebSocketListenerOptions {
   tlsHandshakeTimeoutMs: number;
   /** The longest from accept to the WebSocket upgrade: slow HTTP headers cannot hold a connection slot. */
   upgradeTimeoutMs: number;
-  /** Told of every connection or upgrade turned away, for the log and metrics. */
-  onRefused: (reason: WebSocketRefusal, peer: string) => void;
+  /** Where refusals are counted (as on TCP, plus the upgrade's own checks by name) and said. */
+  metrics: Metrics;
+  log: Logger;
 }
 
 /** A WebSocket client as the session sees it: its real address and its hold on the connection limits. */
@@ -102,6 +105,15 @@ interface ConnectionEntry {
  * paths answer 404 (the `ws` package) and plain requests 426.
  */
 export function listenWebSocket(config: ListenerConfig, options: WebSocketListenerOptions, onSocket: (socket: WebSocket, client: WebSocketClient) => void): Promise<BoundListener & { destroyAll(): void }> {
+  /** A connection or upgrade turned away: the connection limits count as on TCP; the upgrade's own checks and a bad PROXY header by name. */
+  const refused = (reason: WebSocketRefusal, peer: string): void => {
+    const upgrade = reason === "subprotocol" || reason === "origin";
+    if (reason !== "proxy-header") options.metrics.rejected.inc({ reason: upgrade ? `websocket-${reason}` : reason });
+    options.metrics.connections.inc({ listener: config.name, outcome: "rejected", transport: "websocket" });
+    // A limit's refusals are logged at debug: a flood must not flood the log.
+    const level = upgrade || reason === "proxy-header" ? "info" : "debug";
+    options.log[level]({ listener: config.name, peer, reason }, "WebSocket connection refused");
+  };
   const plainRequest = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" }).end("XMPP over WebSocket (RFC 7395) only\n");
   };
@@ -115,7 +127,7 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
   const admit = async (raw: net.Socket, address: string): Promise<AdmissionTicket | Refusal> => {
     const refusal = await options.admission.admit(address);
     if (refusal !== null) {
-      options.onRefused(refusal, address);
+      refused(refusal, address);
       return refusal;
     }
     const admission = new AdmissionTicket(options.admission, address);
@@ -170,7 +182,7 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
         void accepted(raw, source.address, source.port);
       },
       () => {
-        options.onRefused("proxy-header", `${peer.address}:${peer.port}`);
+        refused("proxy-header", `${peer.address}:${peer.port}`);
         raw.destroy();
       },
     );
@@ -190,11 +202,11 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
         const peer = entry.address;
         const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
         if (!protocols.includes(WS_SUBPROTOCOL)) {
-          options.onRefused("subprotocol", peer);
+          refused("subprotocol", peer);
           return done(false, 400, "the xmpp WebSocket subprotocol is required (RFC 7395)");
         }
         if (options.origins.length > 0 && !options.origins.includes(info.origin)) {
-          options.onRefused("origin", peer);
+          refused("origin", peer);
           return done(false, 403, "Origin not allowed");
         }
         done(true);

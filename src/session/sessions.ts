@@ -7,6 +7,7 @@ import { AdmissionTicket, REFUSAL_TEXT, type AdmissionGate, type Refusal } from 
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { streamErrorXml } from "../xmpp/stream-error.js";
 import { streamOpenXml } from "../xmpp/stream-header.js";
+import type { ClientInput, HeldInput } from "./client-link.js";
 
 /** The abort reason when a client leaves: one shared value (a default abort() builds a DOMException with a stack each time). */
 const CLIENT_LEFT = Object.freeze({ reason: "the client left" });
@@ -31,20 +32,6 @@ const NOTHING_HELD: Buffer[] = [];
 export interface ClientAddress {
   address: string;
   port: number;
-}
-
-/** Who reads the client now: the dialogue, the hold during a decision, or nobody (the relay reads the socket itself). */
-export interface ClientInput {
-  data(chunk: Buffer): void;
-  /** The client half-closed (FIN). */
-  end(): void;
-}
-
-/** What arrived while the connection was held for a decision. */
-export interface HeldInput {
-  bytes: Buffer;
-  /** Whether the client half-closed meanwhile. */
-  ended: boolean;
 }
 
 /** Where a client socket keeps its connection: the listeners below are shared by every connection and find it there. */
@@ -205,7 +192,7 @@ export class ClientConnection {
 
   /** Ends the hold: what arrived meanwhile. Nobody reads the client until readWith(). */
   release(): HeldInput {
-    const released = { bytes: Buffer.concat(this.held), ended: this.heldEnded };
+    const released = { chunks: this.held, ended: this.heldEnded };
     this.held = NOTHING_HELD;
     this.heldBytes = 0;
     this.readWith(null);

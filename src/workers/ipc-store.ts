@@ -1,4 +1,3 @@
-import { StoreError } from "../errors.js";
 import type { Claim, ClusterStore, NodeLoad, StoredNode } from "../store/store.js";
 import { IpcCaller } from "./ipc-calls.js";
 import { isMessage, type PrimaryMessage, type StoreOp } from "./messages.js";
