@@ -47,14 +47,15 @@ export interface BalancerConfig {
   logLevel: LogLevel;
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;
-  affinityGraceMs: number;
+  /** How long a JID stays on its node after its last connection. */
+  affinityTtlMs: number;
   /** A client (address + JID) back within this time after a redirect is forwarded instead; 0 disables. */
   redirectLoopWindowMs: number;
   loginTimeoutMs: number;
   dialTimeoutMs: number;
   /** Silence before TCP keepalive probes start, on both sides of a connection; 0 disables. No idle timeout otherwise. */
   tcpKeepaliveMs: number;
-  maxPreAuthBytes: number;
+  maxPreauthBytes: number;
   maxHeaderBytes: number;
   healthIntervalMs: number;
   healthTimeoutMs: number;
@@ -370,12 +371,12 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     saslMechanisms: (mechanisms.length > 0 ? mechanisms : DEFAULTS.saslMechanisms) as Mechanism[],
     backendTls: input.backendTls === true,
     logLevel: oneOf("log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
-    affinityGraceMs: seconds("affinity-ttl", input.affinityTtl, DEFAULTS.affinityTtlSeconds),
+    affinityTtlMs: seconds("affinity-ttl", input.affinityTtl, DEFAULTS.affinityTtlSeconds),
     redirectLoopWindowMs: seconds("redirect-loop-window", input.redirectLoopWindow, DEFAULTS.redirectLoopWindowSeconds),
     loginTimeoutMs: seconds("login-timeout", input.loginTimeout, DEFAULTS.loginTimeoutSeconds, 0.1),
     dialTimeoutMs: seconds("dial-timeout", input.dialTimeout, DEFAULTS.dialTimeoutSeconds, 0.1),
     tcpKeepaliveMs: seconds("tcp-keepalive", input.tcpKeepalive, DEFAULTS.tcpKeepaliveSeconds),
-    maxPreAuthBytes: positiveInt("max-preauth-bytes", input.maxPreauthBytes, DEFAULTS.maxPreauthBytes),
+    maxPreauthBytes: positiveInt("max-preauth-bytes", input.maxPreauthBytes, DEFAULTS.maxPreauthBytes),
     maxHeaderBytes: positiveInt("max-header-bytes", input.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
     healthIntervalMs: seconds("health-interval", input.healthInterval, DEFAULTS.healthIntervalSeconds, 0.1),
     healthTimeoutMs: seconds("health-timeout", input.healthTimeout, DEFAULTS.healthTimeoutSeconds, 0.1),

@@ -89,9 +89,9 @@ function ownAddresses(socket: Socket): ProxyAddresses {
 
 /** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
 function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
-  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
+  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityTtlMs: config.affinityTtlMs });
   return new RedisStore(config.store, {
-    affinityGraceMs: config.affinityGraceMs,
+    affinityTtlMs: config.affinityTtlMs,
     prefix: config.storePrefix,
     timeoutMs: config.storeTimeoutMs,
     staticNodes: config.nodes,
@@ -199,7 +199,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
       mechanisms: (domain) => offeredMechanisms.forDomain(domain),
       loginTimeoutMs: config.loginTimeoutMs,
       dialTimeoutMs: config.dialTimeoutMs,
-      maxPreAuthBytes: config.maxPreAuthBytes,
+      maxPreauthBytes: config.maxPreauthBytes,
       maxSaslFailures: MAX_SASL_FAILURES,
       authFailures,
       verdicts,
@@ -249,7 +249,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         loginTimeoutMs: config.loginTimeoutMs,
         tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
         authFailures,
-        maxPreAuthBytes: config.maxPreAuthBytes,
+        maxPreauthBytes: config.maxPreauthBytes,
         maxHeaderBytes: config.maxHeaderBytes,
         maxSaslFailures: MAX_SASL_FAILURES,
       };

@@ -29,7 +29,7 @@ export interface DialogueSettings {
   loginTimeoutMs: number;
   /** A TLS handshake (STARTTLS or direct) that takes longer is cut off: a stalled one must not hold its slot for the whole login timeout. */
   tlsHandshakeTimeoutMs: number;
-  maxPreAuthBytes: number;
+  maxPreauthBytes: number;
   maxHeaderBytes: number;
   /** SASL attempts the balancer answers itself (malformed, unknown mechanism, no node) before it gives up. */
   maxSaslFailures: number;
@@ -84,7 +84,7 @@ export class PreAuthDialogue {
     private readonly settings: DialogueSettings,
     private readonly handoff: Handoff,
   ) {
-    this.reader = new StreamReader({ maxHeaderBytes: settings.maxHeaderBytes, maxTagBytes: Math.min(MAX_TAG_BYTES, settings.maxPreAuthBytes), childElements: false });
+    this.reader = new StreamReader({ maxHeaderBytes: settings.maxHeaderBytes, maxTagBytes: Math.min(MAX_TAG_BYTES, settings.maxPreauthBytes), childElements: false });
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
     this.closedSocket = conn.socket;
     this.closedSocket.once("close", this.onClosed);
@@ -102,7 +102,7 @@ export class PreAuthDialogue {
     if (this.state === "done") return;
     this.bytesSeen += chunk.length;
     try {
-      if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
+      if (this.bytesSeen > this.settings.maxPreauthBytes) throw new StreamError("policy-violation", "too much data before login");
       this.reader.push(chunk);
       this.readEvents();
     } catch (err) {
@@ -286,7 +286,7 @@ export class PreAuthDialogue {
     this.jid = login.jid;
     // Bytes already read past the decisive element stay in the reader until the node is known.
     const unread = this.reader.takeRest();
-    this.conn.hold(this.settings.maxPreAuthBytes - this.bytesSeen);
+    this.conn.hold(this.settings.maxPreauthBytes - this.bytesSeen);
     // The open phase hands the node everything; in the login phase what follows the <auth/> is the dialogue's to read.
     const replay = login.mechanism === undefined && unread.length > 0 ? Buffer.concat([login.replay, unread]) : login.replay;
     const { mode } = this.settings.listener;
@@ -366,7 +366,7 @@ export class PreAuthDialogue {
       for (const chunk of chunks) {
         if (chunk.length === 0) continue;
         this.bytesSeen += chunk.length;
-        if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
+        if (this.bytesSeen > this.settings.maxPreauthBytes) throw new StreamError("policy-violation", "too much data before login");
         this.reader.push(chunk);
       }
       this.readEvents();

@@ -31,7 +31,7 @@ export interface WebSocketSessionSettings {
   mechanisms: (domain: string) => readonly Mechanism[];
   loginTimeoutMs: number;
   dialTimeoutMs: number;
-  maxPreAuthBytes: number;
+  maxPreauthBytes: number;
   maxSaslFailures: number;
   authFailures: AuthFailures;
   /** What the node's verdict on a login does to the directory and the failed-login limits. */
@@ -97,7 +97,7 @@ export class WebSocketSession {
     parentLog: Logger,
   ) {
     this.log = new BoundLogger(parentLog, this);
-    this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
+    this.reader = new MessageReader(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreauthBytes));
     this.timer = setTimeout(() => this.fail(new StreamError("connection-timeout", "the login took too long")), settings.loginTimeoutMs).unref();
     metrics.activeConnections.inc({ listener: settings.listener.name });
     socket.on("message", this.onMessage);
@@ -136,13 +136,13 @@ export class WebSocketSession {
     const message = toBuffer(data);
     if (this.state === "deciding") {
       this.bytesSeen += message.length;
-      if (this.bytesSeen > this.settings.maxPreAuthBytes) return this.fail(new StreamError("policy-violation", "too much data before login"));
+      if (this.bytesSeen > this.settings.maxPreauthBytes) return this.fail(new StreamError("policy-violation", "too much data before login"));
       this.held.push(message);
       return;
     }
     try {
       this.bytesSeen += message.length;
-      if (this.bytesSeen > this.settings.maxPreAuthBytes || message.length > MAX_PREAUTH_MESSAGE_BYTES) throw new StreamError("policy-violation", "too much data before login");
+      if (this.bytesSeen > this.settings.maxPreauthBytes || message.length > MAX_PREAUTH_MESSAGE_BYTES) throw new StreamError("policy-violation", "too much data before login");
       this.onElement(this.reader.read(message), message);
     } catch (err) {
       this.fail(err);
