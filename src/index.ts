@@ -80,9 +80,9 @@ export interface BalancerDeps {
 
 /** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
 function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
-  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
+  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityTtlMs: config.affinityTtlMs });
   return new RedisStore(config.store, {
-    affinityGraceMs: config.affinityGraceMs,
+    affinityTtlMs: config.affinityTtlMs,
     prefix: config.storePrefix,
     timeoutMs: config.storeTimeoutMs,
     staticNodes: config.nodes,
@@ -175,19 +175,19 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     mechanisms: (domain) => offeredMechanisms.forDomain(domain),
     allowPlaintext: config.allowPlaintext,
     loginTimeoutMs: config.loginTimeoutMs,
-    maxPreAuthBytes: config.maxPreAuthBytes,
+    maxPreauthBytes: config.maxPreauthBytes,
     authFailures,
   });
   const tcpLinkSettings: TcpLinkSettings = {
     secureContext: () => tlsHolder?.current,
     tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
     maxHeaderBytes: config.maxHeaderBytes,
-    maxPreAuthBytes: config.maxPreAuthBytes,
+    maxPreauthBytes: config.maxPreauthBytes,
     dial: dialOptions,
     keepAliveMs: config.tcpKeepaliveMs,
     backendProxy: config.backendProxyProtocol,
   };
-  const webLinkSettings = { maxPreAuthBytes: config.maxPreAuthBytes, dialTimeoutMs: config.dialTimeoutMs, backendCa };
+  const webLinkSettings = { maxPreauthBytes: config.maxPreauthBytes, dialTimeoutMs: config.dialTimeoutMs, backendCa };
 
   /** An RFC 7395 listener: its clients go through the same dialogue, router and directory as TCP ones. */
   const startWebSocketListener = async (listenerConfig: ListenerConfig): Promise<BoundListener> => {

@@ -21,7 +21,7 @@ export interface DialogueSettings {
   mechanisms: (domain: string) => readonly Mechanism[];
   allowPlaintext: boolean;
   loginTimeoutMs: number;
-  maxPreAuthBytes: number;
+  maxPreauthBytes: number;
   /** Failed logins per client address and JID: past the limits, a login is refused before any node sees it. */
   authFailures: AuthFailureGate;
 }
@@ -94,7 +94,7 @@ export class LoginDialogue {
   /** Counts bytes against the pre-auth limit and hands them to the framing. */
   private take(chunk: Buffer): void {
     this.bytesSeen += chunk.length;
-    if (this.bytesSeen > this.settings.maxPreAuthBytes) throw new StreamError("policy-violation", "too much data before login");
+    if (this.bytesSeen > this.settings.maxPreauthBytes) throw new StreamError("policy-violation", "too much data before login");
     this.link.frames.push(chunk);
   }
 
@@ -261,7 +261,7 @@ export class LoginDialogue {
     this.jid = login.jid;
     // Bytes already read past the decisive element stay with the framing until the node is known.
     const unread = this.link.frames.takeRest();
-    this.link.hold(this.settings.maxPreAuthBytes - this.bytesSeen);
+    this.link.hold(this.settings.maxPreauthBytes - this.bytesSeen);
     // Asked once the client is held: with --workers the answer comes from the primary.
     const throttled = await this.settings.authFailures.blocked(this.link.client.address, login.jid);
     if (this.settled) return; // timed out or closed meanwhile

@@ -28,7 +28,7 @@ export interface TcpLinkSettings {
   /** A TLS handshake (STARTTLS or direct) that takes longer is cut off: a stalled one must not hold its slot for the whole login timeout. */
   tlsHandshakeTimeoutMs: number;
   maxHeaderBytes: number;
-  maxPreAuthBytes: number;
+  maxPreauthBytes: number;
   /** How nodes are dialed: TLS to the node, CA, deadline, header limit. */
   dial: Omit<NodeDialOptions, "domain" | "openStream" | "signal" | "proxyHeader">;
   /** TCP keepalive on node sockets (0: off). */
@@ -139,7 +139,7 @@ export class TcpLink implements ClientLink {
     private readonly settings: TcpLinkSettings,
   ) {
     this.raw = conn.socket;
-    this.frames = new StreamFrames(new StreamReader({ maxHeaderBytes: settings.maxHeaderBytes, maxTagBytes: Math.min(MAX_TAG_BYTES, settings.maxPreAuthBytes), childElements: false }));
+    this.frames = new StreamFrames(new StreamReader({ maxHeaderBytes: settings.maxHeaderBytes, maxTagBytes: Math.min(MAX_TAG_BYTES, settings.maxPreauthBytes), childElements: false }));
   }
 
   get listener(): ClientLink["listener"] {

@@ -26,7 +26,7 @@ export const MAX_PREAUTH_MESSAGE_BYTES = 16 * 1024;
 export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
 
 export interface WebSocketLinkSettings {
-  maxPreAuthBytes: number;
+  maxPreauthBytes: number;
   dialTimeoutMs: number;
   /** CA for wss:// nodes; without it their certificates are not verified. */
   backendCa?: Buffer;
@@ -144,7 +144,7 @@ export class WebSocketLink implements ClientLink {
     parentLog: Logger,
   ) {
     this.log = new BoundLogger(parentLog, this);
-    this.frames = new MessageFrames(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreAuthBytes));
+    this.frames = new MessageFrames(Math.min(MAX_PREAUTH_MESSAGE_BYTES, settings.maxPreauthBytes));
     // Browsers' clients send no `from`: a page may name the account in the URL (phase open).
     this.fromHint = listener.phase === "open" ? (webClient.query.get("from") ?? undefined) : undefined;
     metrics.activeConnections.inc({ listener: listener.name });

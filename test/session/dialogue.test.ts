@@ -222,7 +222,7 @@ describe("LoginDialogue over a fake transport", () => {
     toClose.push(authFailures);
     const link = new FakeLink({ ...LISTENER, ...listener });
     const handoff = new FakeHandoff();
-    const settings: DialogueSettings = { listener: link.listener, domains: new Set(["lb.test"]), mechanisms: () => ["PLAIN"], allowPlaintext: false, loginTimeoutMs: 60_000, maxPreAuthBytes: 65536, authFailures, ...overrides };
+    const settings: DialogueSettings = { listener: link.listener, domains: new Set(["lb.test"]), mechanisms: () => ["PLAIN"], allowPlaintext: false, loginTimeoutMs: 60_000, maxPreauthBytes: 65536, authFailures, ...overrides };
     const dialogue = new LoginDialogue(link, settings, handoff as unknown as Handoff);
     return { link, handoff, dialogue, authFailures };
   };
@@ -385,7 +385,7 @@ describe("LoginDialogue over a fake transport", () => {
   });
 
   it("refuses more than the pre-auth bytes with <policy-violation/>", () => {
-    const { link } = start({ maxPreAuthBytes: 2 });
+    const { link } = start({ maxPreauthBytes: 2 });
     link.receive(opening());
     link.receive({ kind: "element", element: xml("abort", { xmlns: NS_SASL }) });
     link.receive({ kind: "element", element: xml("abort", { xmlns: NS_SASL }) });

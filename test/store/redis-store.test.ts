@@ -76,7 +76,7 @@ function fixture(backend: () => Backend) {
     prefix: currentPrefix,
     /** A store, connected unless `connected` is false (connecting may take longer than one call may). */
     async store(options: Partial<RedisStoreOptions> = {}, connected = true): Promise<RedisStore> {
-      const store = new RedisStore(backend().url, { prefix: currentPrefix(), affinityGraceMs: GRACE_MS, loadsRefreshMs: LOADS_REFRESH_MS, nodeRefreshMs: 300, timeoutMs: TIMEOUT_MS, ...options });
+      const store = new RedisStore(backend().url, { prefix: currentPrefix(), affinityTtlMs: GRACE_MS, loadsRefreshMs: LOADS_REFRESH_MS, nodeRefreshMs: 300, timeoutMs: TIMEOUT_MS, ...options });
       open.push(store);
       if (connected) await store.waitUntilUp(5000);
       return store;
@@ -100,7 +100,7 @@ async function startDoomedInstance(url: string, prefix: string): Promise<{ kill(
   const storeModule = new URL("../../src/store/redis-store.ts", import.meta.url).href;
   const code = `
     import { RedisStore } from ${JSON.stringify(storeModule)};
-    const store = new RedisStore(${JSON.stringify(url)}, { prefix: ${JSON.stringify(prefix)}, affinityGraceMs: ${GRACE_MS}, loadsRefreshMs: ${LOADS_REFRESH_MS} });
+    const store = new RedisStore(${JSON.stringify(url)}, { prefix: ${JSON.stringify(prefix)}, affinityTtlMs: ${GRACE_MS}, loadsRefreshMs: ${LOADS_REFRESH_MS} });
     await store.waitUntilUp(5000);
     await store.claim("doomed@lb.test", "n1", []);
     await store.connectionOpened("doomed@lb.test", "n1");
@@ -429,7 +429,7 @@ describe("parseRedisUrl", () => {
         url,
       );
     }
-    assert.throws(() => new RedisStore("redis:/oops", { affinityGraceMs: 1000 }), ConfigError);
+    assert.throws(() => new RedisStore("redis:/oops", { affinityTtlMs: 1000 }), ConfigError);
   });
 });
 
