@@ -9,6 +9,7 @@ import type { BoundListener, ListenerConfig } from "./listener.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { readProxyHeader } from "./proxy-reader.js";
+import { canonicalAddress } from "../net/proxy-header.js";
 
 /** Why a WebSocket client was turned away before its session began. */
 export type WebSocketRefusal = Refusal | "subprotocol" | "origin" | "proxy-header";
@@ -82,7 +83,9 @@ function refusalResponse(reason: Refusal): string {
 function forwardedFor(req: http.IncomingMessage): string | undefined {
   const header = req.headers["x-forwarded-for"];
   const last = (Array.isArray(header) ? header.join(",") : (header ?? "")).split(",").at(-1)?.trim();
-  return last === undefined || last === "" ? undefined : last;
+  // Not an address (or one with a zone): the front's own address stands. One spelling per address, as from a PROXY header.
+  if (last === undefined || net.isIP(last) === 0 || last.includes("%")) return undefined;
+  return canonicalAddress(last);
 }
 
 /** Who a connection the HTTP server sees is (the TLS socket on wss://). */

@@ -57,7 +57,7 @@ function parseV1(data: Buffer): ProxyHeader | null {
   const version = family === "TCP4" ? 4 : 6;
   // net.isIPv6 takes a zone ("fe80::1%eth0"), which the spec's addresses do not have.
   if (net.isIP(src) !== version || net.isIP(dst) !== version || `${src}${dst}`.includes("%")) throw new ProxyHeaderError("a PROXY v1 header with bad addresses");
-  return { length, addresses: { source: { address: canonical(src), port: port(sport) }, destination: { address: canonical(dst), port: port(dport) } } };
+  return { length, addresses: { source: { address: canonicalAddress(src), port: port(sport) }, destination: { address: canonicalAddress(dst), port: port(dport) } } };
 }
 
 /**
@@ -68,7 +68,7 @@ function parseV1(data: Buffer): ProxyHeader | null {
  * since a front may send an IPv4 client as TCP4 or as TCP6. IPv4 has one
  * spelling already: net.isIPv4 refuses leading zeros.
  */
-function canonical(address: string): string {
+export function canonicalAddress(address: string): string {
   if (!net.isIPv6(address)) return address;
   const text = new net.SocketAddress({ address, family: "ipv6" }).address;
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/.test(text) ? text.slice(7) : text;
@@ -108,7 +108,7 @@ function ipv4(b: Buffer, at: number): string {
 function ipv6(b: Buffer, at: number): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(at + i).toString(16));
-  return canonical(groups.join(":"));
+  return canonicalAddress(groups.join(":"));
 }
 
 /** The header the balancer sends a node: v1 text or v2 binary; LOCAL (v2) or UNKNOWN (v1) without addresses (health probes). */

@@ -165,6 +165,12 @@ describe("WebSocket listeners in operation", () => {
       sockets.push(other);
       const [otherAnswer] = (await once(other, "data")) as [Buffer];
       assert.match(otherAnswer.toString(), /^HTTP\/1\.1 101 /);
+      // One client in two spellings of its address counts once, as from a PROXY header.
+      const v6 = await holdOpen(lb.port, through("2001:db8::7"));
+      sockets.push(v6);
+      const [v6Answer] = (await once(v6, "data")) as [Buffer];
+      assert.match(v6Answer.toString(), /^HTTP\/1\.1 101 /);
+      assert.match((await exchange(lb.port, through("2001:DB8:0:0:0:0:0:7"))).text, /^HTTP\/1\.1 429 /);
     });
   });
 
