@@ -3,7 +3,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { DEFAULTS, resolveConfig, type ConfigInput } from "./config.js";
 import { ConfigError } from "./errors.js";
-import { LOG_LEVELS, createLogger } from "./log.js";
+import { LOG_FORMATS, LOG_LEVELS, createLogger } from "./log.js";
 import { nodeCommands } from "./control/node-commands.js";
 import { STRATEGIES } from "./router/strategies.js";
 import { runBalancer } from "./workers/run.js";
@@ -16,7 +16,7 @@ function usageError(message: string): never {
 
 async function serve(argv: ConfigInput): Promise<void> {
   const config = resolveConfig(argv);
-  await runBalancer(config, createLogger(config.logLevel));
+  await runBalancer(config, createLogger(config.logLevel, config.logFormat));
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -81,7 +81,8 @@ export async function main(args: string[]): Promise<void> {
           .option("admin-host", { type: "string", array: true, describe: "a name the admin endpoint answers to besides its own address (e.g. lb1.internal, at any port); repeatable" })
           .option("admin-token", { type: "string", describe: "bearer token the admin endpoint's POSTs (drain, undrain) must carry" })
           .option("admin-token-file", { type: "string", describe: "file holding the --admin-token, read at start" })
-          .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel }),
+          .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel })
+          .option("log-format", { type: "string", choices: LOG_FORMATS as unknown as string[], describe: "json (one object per line) or pretty (one readable line per event); default: pretty on a terminal, else json" }),
       async (argv) => serve(argv as ConfigInput),
     )
     .command(nodeCommands)

@@ -4,7 +4,7 @@ import { ConfigError } from "./errors.js";
 import { parseHostPort, type HostPort } from "./cluster/address.js";
 import type { NodeSpec, ProxyVersion } from "./cluster/node.js";
 import type { ListenerConfig, Mode, Phase } from "./listener/listener.js";
-import { LOG_LEVELS, type LogLevel } from "./log.js";
+import { LOG_FORMATS, LOG_LEVELS, defaultLogFormat, type LogFormat, type LogLevel } from "./log.js";
 import { STRATEGIES, type StrategyName } from "./router/strategies.js";
 import { isSupportedMechanism, type Mechanism } from "./xmpp/sasl-identity.js";
 import { normalizeDomain } from "./xmpp/jid.js";
@@ -45,6 +45,8 @@ export interface BalancerConfig {
   /** Bearer token every admin POST must carry (`--admin-token`, or read from `--admin-token-file` at start). */
   adminToken?: string;
   logLevel: LogLevel;
+  /** `--log-format`: `pretty` when stdout is a terminal, `json` otherwise, unless chosen. */
+  logFormat: LogFormat;
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;
   affinityGraceMs: number;
@@ -119,6 +121,7 @@ export interface ConfigInput {
   adminToken?: string;
   adminTokenFile?: string;
   logLevel?: string;
+  logFormat?: string;
   zone?: string;
   affinityTtl?: number | string;
   redirectLoopWindow?: number | string;
@@ -370,6 +373,7 @@ export function resolveConfig(input: ConfigInput): BalancerConfig {
     saslMechanisms: (mechanisms.length > 0 ? mechanisms : DEFAULTS.saslMechanisms) as Mechanism[],
     backendTls: input.backendTls === true,
     logLevel: oneOf("log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
+    logFormat: input.logFormat === undefined ? defaultLogFormat() : oneOf("log-format", input.logFormat, LOG_FORMATS),
     affinityGraceMs: seconds("affinity-ttl", input.affinityTtl, DEFAULTS.affinityTtlSeconds),
     redirectLoopWindowMs: seconds("redirect-loop-window", input.redirectLoopWindow, DEFAULTS.redirectLoopWindowSeconds),
     loginTimeoutMs: seconds("login-timeout", input.loginTimeout, DEFAULTS.loginTimeoutSeconds, 0.1),

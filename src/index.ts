@@ -106,7 +106,7 @@ function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
 
 /** Starts a balancer: listeners, routing over the store, health probes and the admin endpoint. */
 export async function createBalancer(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
-  const log = deps.logger ?? createLogger(config.logLevel);
+  const log = deps.logger ?? createLogger(config.logLevel, config.logFormat);
   const metrics = new Metrics();
   const tlsHolder = config.tls === undefined ? undefined : new TlsContextHolder(config.tls);
   const backendCa = config.backendCa === undefined ? undefined : readBackendCa(config.backendCa);

@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from "yargs";
 import { DEFAULTS, parseNode, readBackendCa, seconds } from "../config.js";
 import { ConfigError } from "../errors.js";
-import { LOG_LEVELS, createLogger, type LogLevel } from "../log.js";
+import { LOG_FORMATS, LOG_LEVELS, createLogger, defaultLogFormat, type LogFormat, type LogLevel } from "../log.js";
 import { RedisRegistry } from "../store/redis-registry.js";
 import { probeNode } from "./node-probe.js";
 import { NodeSidecar } from "./node-sidecar.js";
@@ -27,6 +27,7 @@ interface RegisterArgs extends StoreArgs {
   backendTls: boolean;
   backendCa?: string;
   logLevel: string;
+  logFormat?: string;
 }
 
 /** An operator command gives up (exit 1) when Redis has not answered within this. */
@@ -67,7 +68,7 @@ function register(args: RegisterArgs): void {
   };
   const registry = openRegistry(args);
 
-  const log = createLogger(args.logLevel as LogLevel).child({ node: spec.id });
+  const log = createLogger(args.logLevel as LogLevel, (args.logFormat as LogFormat | undefined) ?? defaultLogFormat()).child({ node: spec.id });
   const sidecar = new NodeSidecar(registry, { spec, ttlMs, probe: (signal) => probeNode(spec.internal, { ...probeOptions, signal }) }, log);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -155,7 +156,8 @@ export const nodeCommands: CommandModule = {
             .option("probe-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
             .option("backend-tls", { type: "boolean", default: false, describe: "STARTTLS in the probe, as the balancers' --backend-tls" })
             .option("backend-ca", { type: "string", describe: "CA bundle to verify the node's certificate with" })
-            .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel }),
+            .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel })
+            .option("log-format", { type: "string", choices: LOG_FORMATS as unknown as string[], describe: "json or pretty; default: pretty on a terminal, else json" }),
         (args) => register(args as RegisterArgs),
       )
       .command(
