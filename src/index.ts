@@ -1,4 +1,5 @@
 import type http from "node:http";
+import type { Registry } from "prom-client";
 import type { HostPort } from "./cluster/address.js";
 import type { NodeTableHolder } from "./cluster/node-table-holder.js";
 import { readBackendCa, type BalancerConfig } from "./config.js";
@@ -7,11 +8,15 @@ import { NodeHealth } from "./control/health.js";
 import { Membership } from "./control/membership.js";
 import { startDiscovery } from "./control/discovery/discovery.js";
 import { OfferedMechanisms } from "./control/offered-mechanisms.js";
+import { CountedAdmission } from "./control/counted-admission.js";
+import { followNodeMetrics } from "./control/node-metrics.js";
+import { RateWindow } from "./control/rate-window.js";
+import { listenerStatus, statusReport, type WorkersStatus } from "./control/status-view.js";
+import { VERSION } from "./version.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
 import type { Socket } from "node:net";
 import { proxyHeader, type ProxyAddresses } from "./net/proxy-header.js";
-import { Admission } from "./listener/admission.js";
 import { readProxyHeader } from "./listener/proxy-reader.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
 import { createLogger, type Logger } from "./log.js";
@@ -72,8 +77,10 @@ export interface Balancer {
 export interface BalancerDeps {
   logger?: Logger;
   store?: ClusterStore;
-  /** What /metrics answers, when not this process's own metrics (--workers: every worker's, summed). */
-  metricsText?: () => Promise<string>;
+  /** What /metrics answers and the status page's rates read, when not this process's own registry (--workers: every process's, summed). */
+  aggregateMetrics?: (own: Registry) => Promise<Registry>;
+  /** --workers: the processes that run the data path, and the listeners they share, for the status page. */
+  dataPath?: { workers: () => WorkersStatus; listeners: readonly ListenerConfig[] };
 }
 
 /** How many SASL attempts the balancer refuses itself before it closes the stream. */
@@ -106,6 +113,7 @@ function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
 
 /** Starts a balancer: listeners, routing over the store, health probes and the admin endpoint. */
 export async function createBalancer(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
+  const startedAt = Date.now();
   const log = deps.logger ?? createLogger(config.logLevel, config.logFormat);
   const metrics = new Metrics();
   const tlsHolder = config.tls === undefined ? undefined : new TlsContextHolder(config.tls);
@@ -151,12 +159,17 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, verdicts, trafficLimit: config.trafficLimit });
 
   const domains = new Set(config.domains);
-  const admission = new Admission({
+  const admission = new CountedAdmission({
     maxConnections: config.maxConnections,
     maxPerAddress: config.maxConnectionsPerAddress,
     maxRatePerAddress: config.maxConnectionRatePerAddress,
     maxPreAuth: config.maxPreauthConnections,
   });
+  // Only a process with listeners applies the limit (with --workers the primary has none): the sum is the instance's.
+  if (config.listeners.length > 0) metrics.countPreauth(() => admission.preAuthConnections, config.maxPreauthConnections);
+  const stopNodeMetrics = followNodeMetrics(nodes, config.domains, metrics);
+  const metricsRegistry = (): Promise<Registry> => deps.aggregateMetrics?.(metrics.registry) ?? Promise.resolve(metrics.registry);
+  const rates = new RateWindow(async () => (await metricsRegistry()).getMetricsAsJSON());
   const connections = new ClientConnections(metrics, log, admission, config.domains[0] ?? "localhost");
   const listeners: BoundListener[] = [];
   /** WebSocket sessions and what destroys their listeners' connections: the TCP ones are in `connections`. */
@@ -168,6 +181,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     stopping = true;
     health.stop();
     membership.stop();
+    rates.stop();
+    stopNodeMetrics();
     redirectMemory.close();
     admission.close();
     authFailures.close();
@@ -286,9 +301,22 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         token: config.adminToken,
         stopping: () => stopping,
         log: log.child({ component: "admin" }),
-        metricsText: deps.metricsText,
+        metricsText: async () => (await metricsRegistry()).metrics(),
+        status: () =>
+          statusReport({
+            nodes,
+            store,
+            rates,
+            discovery: () => discovery.sources(),
+            listeners: () => (deps.dataPath === undefined ? listeners.map((l) => listenerStatus(l.config, l.address)) : deps.dataPath.listeners.map((l) => listenerStatus(l))),
+            workers: deps.dataPath?.workers ?? (() => ({ configured: 1, running: 1, restarts: 0 })),
+            version: VERSION,
+            startedAt,
+            tokenRequired: config.adminToken !== undefined,
+          }),
       });
-      log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
+      rates.start();
+      log.info({ address: admin.address }, "admin endpoint: / (status page) /status /metrics /healthz /nodes");
     }
   } catch (err) {
     await closeAll();
