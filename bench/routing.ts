@@ -33,10 +33,10 @@ async function measure(kind: "memory" | "redis", strategy: StrategyName, nodeCou
     external: { host: "xmpp.example", port: 5222 + i },
   }));
   let store: ClusterStore;
-  if (kind === "memory") store = new MemoryStore(specs, { affinityGraceMs: 300_000 });
+  if (kind === "memory") store = new MemoryStore(specs, { affinityTtlMs: 300_000 });
   else {
     await redis!.cli("FLUSHALL");
-    store = new RedisStore(redis!.url, { affinityGraceMs: 300_000, staticNodes: specs });
+    store = new RedisStore(redis!.url, { affinityTtlMs: 300_000, staticNodes: specs });
     await store.waitUntilUp(3000);
   }
   const log = createLogger("silent");

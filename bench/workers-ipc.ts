@@ -41,8 +41,8 @@ async function measure(store: ClusterStore): Promise<string[]> {
 }
 
 if (cluster.isPrimary) {
-  const local = await measure(new MemoryStore(specs, { affinityGraceMs: 300_000 }));
-  const store = new MemoryStore(specs, { affinityGraceMs: 300_000 });
+  const local = await measure(new MemoryStore(specs, { affinityTtlMs: 300_000 }));
+  const store = new MemoryStore(specs, { affinityTtlMs: 300_000 });
   const worker = cluster.fork();
   serveStore(store, worker);
   const remote = await new Promise<string[]>((resolve) => worker.on("message", (m: { rows?: string[] }) => m.rows && resolve(m.rows)));

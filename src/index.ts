@@ -15,28 +15,28 @@ import { listenerStatus, statusReport, type WorkersStatus } from "./control/stat
 import { VERSION } from "./version.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
-import type { Socket } from "node:net";
-import { proxyHeader, type ProxyAddresses } from "./net/proxy-header.js";
-import { readProxyHeader } from "./listener/proxy-reader.js";
+import { admissionLimits, type AdmissionGate } from "./listener/admission.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Router } from "./router/router.js";
 import { strategyByName } from "./router/strategies.js";
 import { LINGER_MS } from "./net/linger.js";
-import { PreAuthDialogue, type DialogueSettings } from "./session/dialogue.js";
-import { AuthFailures } from "./session/auth-failures.js";
+import { LoginDialogue, type DialogueSettings } from "./session/dialogue.js";
+import { TcpLink, type TcpLinkSettings } from "./session/tcp-link.js";
+import { MAX_PREAUTH_MESSAGE_BYTES, WebSocketLink } from "./session/websocket-link.js";
+import { tcpIntake } from "./listener/tcp-intake.js";
+import { AuthFailures, authFailureLimits, type AuthFailureGate } from "./session/auth-failures.js";
 import { LoginVerdicts } from "./session/login-verdict.js";
 import { Handoff } from "./session/handoff.js";
-import { MAX_PREAUTH_MESSAGE_BYTES as WS_MAX_PREAUTH_MESSAGE_BYTES, WebSocketSession, type WebSocketSessionSettings } from "./session/websocket-session.js";
 import { listenWebSocket } from "./listener/websocket-listener.js";
 import type { ListenerConfig } from "./listener/listener.js";
 import { RedirectMemory } from "./session/redirect-memory.js";
-import { ClientConnections, type ClientAddress } from "./session/sessions.js";
+import { ClientConnections } from "./session/sessions.js";
 import { MemoryStore } from "./store/memory-store.js";
 import { RedisStore } from "./store/redis-store.js";
 import type { ClusterStore } from "./store/store.js";
-import { probeNode } from "./control/node-probe.js";
+import { probeNodeDomains, type NodeProbePlan } from "./control/node-probe.js";
 
 export type { BalancerConfig, ConfigInput } from "./config.js";
 export type { ListenerConfig } from "./listener/listener.js";
@@ -81,24 +81,23 @@ export interface BalancerDeps {
   aggregateMetrics?: (own: Registry) => Promise<Registry>;
   /** --workers: the processes that run the data path, and the listeners they share, for the status page. */
   dataPath?: { workers: () => WorkersStatus; listeners: readonly ListenerConfig[] };
+  /** Where the connection and failed-login counts are kept, when not in this process (--workers: the primary). */
+  limits?: { admission: AdmissionGate; authFailures: AuthFailureGate };
 }
 
-/** How many SASL attempts the balancer refuses itself before it closes the stream. */
-const MAX_SASL_FAILURES = 3;
 
-/** A connection's own two ends, as a PROXY header's addresses. */
-function ownAddresses(socket: Socket): ProxyAddresses {
-  return {
-    source: { address: socket.localAddress ?? "127.0.0.1", port: socket.localPort ?? 0 },
-    destination: { address: socket.remoteAddress ?? "127.0.0.1", port: socket.remotePort ?? 0 },
-  };
+/** The limits' counts in this process; one with listeners publishes its pre-auth count (with --workers, the primary does). */
+function ownLimits(config: BalancerConfig, metrics: Metrics): { admission: AdmissionGate; authFailures: AuthFailureGate } {
+  const admission = new CountedAdmission(admissionLimits(config));
+  if (config.listeners.length > 0) metrics.countPreauth(() => admission.preAuthConnections, config.maxPreauthConnections);
+  return { admission, authFailures: new AuthFailures(authFailureLimits(config)) };
 }
 
 /** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
 function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
-  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityGraceMs: config.affinityGraceMs });
+  if (config.store === "memory") return new MemoryStore(config.nodes, { affinityTtlMs: config.affinityTtlMs });
   return new RedisStore(config.store, {
-    affinityGraceMs: config.affinityGraceMs,
+    affinityTtlMs: config.affinityTtlMs,
     prefix: config.storePrefix,
     timeoutMs: config.storeTimeoutMs,
     staticNodes: config.nodes,
@@ -126,26 +125,19 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, storeTimeoutMs: config.storeTimeoutMs, metrics });
   const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
   const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
+  const probePlan: NodeProbePlan = {
+    dial: { ...dialOptions, timeoutMs: config.healthTimeoutMs },
+    domains: config.domains,
+    backendProxy: config.backendProxyProtocol,
+    learn: (nodeId, domain, features) => offeredMechanisms.learn(nodeId, domain, features),
+  };
   const health = new NodeHealth(
     nodes,
     {
       intervalMs: config.healthIntervalMs,
       fall: config.healthFall,
       rise: config.healthRise,
-      // One stream per domain the node serves: its health is the first one's; the mechanisms are learnt per domain.
-      probe: async (node) => {
-        const domains = node.domains.length > 0 ? node.domains : config.domains;
-        // A node that reads PROXY headers gets one on probes too, naming the probe's own connection:
-        // it waits for a header otherwise, and ejabberd 23.01 mishandles LOCAL (v2) and UNKNOWN (v1) ones.
-        const version = node.proxy ?? config.backendProxyProtocol;
-        const proxy = version === undefined ? undefined : (socket: Socket) => proxyHeader(version, ownAddresses(socket));
-        const probes = domains.map(async (domain) => {
-          const features = await probeNode(node.internal, { ...dialOptions, timeoutMs: config.healthTimeoutMs, domain, proxyHeader: proxy });
-          if (features !== undefined) offeredMechanisms.learn(node.id, domain, features);
-        });
-        const [first] = await Promise.allSettled(probes);
-        if (first?.status === "rejected") throw first.reason;
-      },
+      probe: (node) => probeNodeDomains(node, probePlan),
     },
     metrics,
     log.child({ component: "health" }),
@@ -154,26 +146,18 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const authFailures = new AuthFailures({ perAddress: config.maxAuthFailuresPerAddress, perJid: config.maxAuthFailuresPerJid, windowMs: config.authFailureWindowMs });
+  const { admission, authFailures } = deps.limits ?? ownLimits(config, metrics);
   const verdicts = new LoginVerdicts(metrics, authFailures);
-  const handoff = new Handoff(router, nodes, metrics, { dial: dialOptions, keepAliveMs: config.tcpKeepaliveMs, redirects: redirectMemory, backendProxy: config.backendProxyProtocol, verdicts, trafficLimit: config.trafficLimit });
+  const handoff = new Handoff(router, nodes, metrics, { dialTimeoutMs: config.dialTimeoutMs, redirects: redirectMemory, verdicts, trafficLimit: config.trafficLimit });
 
   const domains = new Set(config.domains);
-  const admission = new CountedAdmission({
-    maxConnections: config.maxConnections,
-    maxPerAddress: config.maxConnectionsPerAddress,
-    maxRatePerAddress: config.maxConnectionRatePerAddress,
-    maxPreAuth: config.maxPreauthConnections,
-  });
-  // Only a process with listeners applies the limit (with --workers the primary has none): the sum is the instance's.
-  if (config.listeners.length > 0) metrics.countPreauth(() => admission.preAuthConnections, config.maxPreauthConnections);
   const stopNodeMetrics = followNodeMetrics(nodes, config.domains, metrics);
   const metricsRegistry = (): Promise<Registry> => deps.aggregateMetrics?.(metrics.registry) ?? Promise.resolve(metrics.registry);
   const rates = new RateWindow(async () => (await metricsRegistry()).getMetricsAsJSON());
   const connections = new ClientConnections(metrics, log, admission, config.domains[0] ?? "localhost");
   const listeners: BoundListener[] = [];
-  /** WebSocket sessions and what destroys their listeners' connections: the TCP ones are in `connections`. */
-  const webSessions = new Set<WebSocketSession>();
+  /** WebSocket clients and what destroys their listeners' connections: the TCP ones are in `connections`. */
+  const webLinks = new Set<WebSocketLink>();
   const webListenerTeardowns: (() => void)[] = [];
   let admin: { server: http.Server; address: HostPort } | undefined;
   let stopping = false;
@@ -189,11 +173,11 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     // server.close() only calls back once every connection is gone: stop accepting, then close them.
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     connections.shutdown();
-    for (const session of webSessions) session.shutdown();
+    for (const link of webLinks) link.shutdown();
     // Let the <system-shutdown/> errors reach their clients, and forwarded sessions drain, for a while.
     const deadline = setTimeout(() => {
       connections.destroyAll();
-      for (const session of webSessions) session.terminate();
+      for (const link of webLinks) link.destroy();
       for (const teardown of webListenerTeardowns) teardown();
     }, Math.max(drainMs, LINGER_MS.shutdown));
     await Promise.all(closed);
@@ -206,46 +190,48 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     await store.close();
   };
 
-  /** An RFC 7395 listener: its sessions go through the same router and directory as TCP ones. */
+  const dialogueSettings = (listener: ListenerConfig): DialogueSettings => ({
+    listener,
+    domains,
+    mechanisms: (domain) => offeredMechanisms.forDomain(domain),
+    allowPlaintext: config.allowPlaintext,
+    loginTimeoutMs: config.loginTimeoutMs,
+    maxPreauthBytes: config.maxPreauthBytes,
+    authFailures,
+  });
+  const tcpLinkSettings: TcpLinkSettings = {
+    secureContext: () => tlsHolder?.current,
+    tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+    maxHeaderBytes: config.maxHeaderBytes,
+    maxPreauthBytes: config.maxPreauthBytes,
+    dial: dialOptions,
+    keepAliveMs: config.tcpKeepaliveMs,
+    backendProxy: config.backendProxyProtocol,
+  };
+  const webLinkSettings = { maxPreauthBytes: config.maxPreauthBytes, dialTimeoutMs: config.dialTimeoutMs, backendCa };
+
+  /** An RFC 7395 listener: its clients go through the same dialogue, router and directory as TCP ones. */
   const startWebSocketListener = async (listenerConfig: ListenerConfig): Promise<BoundListener> => {
-    const settings: WebSocketSessionSettings = {
-      listener: listenerConfig,
-      domains,
-      mechanisms: (domain) => offeredMechanisms.forDomain(domain),
-      loginTimeoutMs: config.loginTimeoutMs,
-      dialTimeoutMs: config.dialTimeoutMs,
-      maxPreAuthBytes: config.maxPreAuthBytes,
-      maxSaslFailures: MAX_SASL_FAILURES,
-      authFailures,
-      verdicts,
-      trafficLimit: config.trafficLimit,
-      backendCa,
-    };
+    const settings = dialogueSettings(listenerConfig);
     const bound = await listenWebSocket(
       listenerConfig,
       {
         origins: config.wsOrigins,
-        maxPayload: WS_MAX_PREAUTH_MESSAGE_BYTES,
+        maxPayload: MAX_PREAUTH_MESSAGE_BYTES,
         pingIntervalMs: config.wsPingIntervalMs,
         secureContext: () => tlsHolder?.current,
         admission,
         proxyTimeoutMs: config.loginTimeoutMs,
         tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
         upgradeTimeoutMs: config.loginTimeoutMs,
-        onRefused: (reason, peer) => {
-          // The connection limits count as on TCP; the upgrade's own checks and a bad PROXY header by name.
-          const upgrade = reason === "subprotocol" || reason === "origin";
-          if (reason !== "proxy-header") metrics.rejected.inc({ reason: upgrade ? `websocket-${reason}` : reason });
-          metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected", transport: "websocket" });
-          // A limit's refusals are logged at debug: a flood must not flood the log.
-          const level = upgrade || reason === "proxy-header" ? "info" : "debug";
-          log[level]({ listener: listenerConfig.name, peer, reason }, "WebSocket connection refused");
-        },
+        metrics,
+        log,
       },
       (socket, client) => {
-        const session = new WebSocketSession(socket, client, settings, router, nodes, metrics, log);
-        webSessions.add(session);
-        socket.once("close", () => webSessions.delete(session));
+        const link = new WebSocketLink(socket, client, listenerConfig, webLinkSettings, metrics, log);
+        webLinks.add(link);
+        socket.once("close", () => webLinks.delete(link));
+        new LoginDialogue(link, settings, handoff);
       },
     );
     webListenerTeardowns.push(bound.destroyAll);
@@ -255,40 +241,13 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
 
   try {
     for (const listenerConfig of config.listeners) {
-      const settings: DialogueSettings = {
-        listener: listenerConfig,
-        domains,
-        mechanisms: (domain) => offeredMechanisms.forDomain(domain),
-        allowPlaintext: config.allowPlaintext,
-        secureContext: () => tlsHolder?.current,
-        loginTimeoutMs: config.loginTimeoutMs,
-        tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
-        authFailures,
-        maxPreAuthBytes: config.maxPreAuthBytes,
-        maxHeaderBytes: config.maxHeaderBytes,
-        maxSaslFailures: MAX_SASL_FAILURES,
-      };
       if (listenerConfig.kind === "ws" || listenerConfig.kind === "wss") {
         listeners.push(await startWebSocketListener(listenerConfig));
         continue;
       }
-      const bound = await listen(listenerConfig, config.tcpKeepaliveMs, (socket) => {
-        // A connection a limit refuses gets no dialogue (accept answers it).
-        const start = (client?: ClientAddress): void => {
-          const conn = connections.accept(socket, listenerConfig, client);
-          if (conn !== null) new PreAuthDialogue(conn, settings, handoff);
-        };
-        if (!listenerConfig.proxyProtocol) return start();
-        readProxyHeader(socket, config.loginTimeoutMs).then(
-          (header) => start(header.addresses?.source),
-          (err: Error) => {
-            // Not a client's mistake to answer in XMPP: whatever sent it is not the front this listener expects.
-            log.info({ listener: listenerConfig.name, peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, "connection without a valid PROXY header closed");
-            metrics.connections.inc({ listener: listenerConfig.name, outcome: "rejected", transport: "tcp" });
-            socket.destroy();
-          },
-        );
-      });
+      const settings = dialogueSettings(listenerConfig);
+      const intake = tcpIntake(listenerConfig, { connections, proxyTimeoutMs: config.loginTimeoutMs, metrics, log }, (conn) => new LoginDialogue(new TcpLink(conn, tcpLinkSettings), settings, handoff));
+      const bound = await listen(listenerConfig, config.tcpKeepaliveMs, intake);
       listeners.push(bound);
       log.info({ listener: listenerConfig.name, kind: listenerConfig.kind, mode: listenerConfig.mode, phase: listenerConfig.phase, address: bound.address }, "listening");
     }

@@ -176,7 +176,7 @@ export class Metrics {
     });
     this.preauthLimit = new Gauge({
       name: "xmpp_lb_preauth_connections_limit",
-      help: "--max-preauth-connections of each process that runs listeners, summed (0: no limit)",
+      help: "The --max-preauth-connections that xmpp_lb_preauth_connections is held to (0: no limit)",
       registers,
     });
     this.workerRestarts = new Counter({

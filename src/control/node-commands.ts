@@ -1,7 +1,10 @@
 import type { Argv, CommandModule } from "yargs";
-import { DEFAULTS, parseNode, readBackendCa, seconds } from "../config.js";
+import { readBackendCa } from "../config.js";
 import { ConfigError } from "../errors.js";
-import { LOG_FORMATS, LOG_LEVELS, createLogger, defaultLogFormat, type LogFormat, type LogLevel } from "../log.js";
+import { seconds } from "../flag-values.js";
+import { SERVE_FLAGS, yargsOption } from "../flags.js";
+import { createLogger, defaultLogFormat, type LogFormat, type LogLevel } from "../log.js";
+import { nodeKeyOption, parseNode, type NodeKeyName } from "../node-keys.js";
 import { RedisRegistry } from "../store/redis-registry.js";
 import { probeNode } from "./node-probe.js";
 import { NodeSidecar } from "./node-sidecar.js";
@@ -12,15 +15,11 @@ interface StoreArgs {
   storePrefix: string;
 }
 
-interface RegisterArgs extends StoreArgs {
-  id: string;
-  internal: string;
-  external?: string;
-  weight?: number;
-  zone?: string;
-  domains?: string;
-  ws?: string;
-  wsInternal?: string;
+/** The `--node` keys a registered node's record keeps (`proxy=` and `maxconn=` are a balancer's own `--node` only). */
+const REGISTERED_KEYS = ["id", "internal", "external", "weight", "zone", "domains", "ws", "ws-internal"] as const satisfies readonly NodeKeyName[];
+
+/** yargs gives each node key by its name too (`ws-internal`), as parseNode takes it. */
+interface RegisterArgs extends StoreArgs, Partial<Record<(typeof REGISTERED_KEYS)[number], string | number>> {
   ttl: number;
   probeDomain?: string;
   probeTimeout: number;
@@ -53,9 +52,7 @@ async function withRegistry<T>(args: StoreArgs, action: (registry: RedisRegistry
 /** Validates every flag before anything connects, then heartbeats until SIGTERM or SIGINT, which deregister and exit 0. */
 function register(args: RegisterArgs): void {
   // The node flags are --node's keys: parseNode validates them the same way.
-  const { id, internal, external, weight, zone, domains, ws } = args;
-  const fields = { id, internal, external, weight, zone, domains, ws, "ws-internal": args.wsInternal };
-  const spec = parseNode(Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)));
+  const spec = parseNode(Object.fromEntries(REGISTERED_KEYS.flatMap((key) => (args[key] === undefined ? [] : [[key, args[key]]]))));
   const domain = args.probeDomain ?? spec.domains[0];
   if (domain === undefined) throw new ConfigError("--probe-domain (or --domains) is required: the domain the probe opens its XMPP stream to");
   const ttlMs = seconds("ttl", args.ttl, args.ttl, 0.001);
@@ -64,7 +61,7 @@ function register(args: RegisterArgs): void {
     tls: args.backendTls ? ("always" as const) : ("when-required" as const),
     ca: args.backendCa === undefined ? undefined : readBackendCa(args.backendCa),
     timeoutMs: seconds("probe-timeout", args.probeTimeout, args.probeTimeout, 0.001),
-    maxHeaderBytes: DEFAULTS.maxHeaderBytes,
+    maxHeaderBytes: SERVE_FLAGS["max-header-bytes"].default,
   };
   const registry = openRegistry(args);
 
@@ -136,29 +133,22 @@ export const nodeCommands: CommandModule = {
     (
       y
         .option("store", { type: "string", demandOption: true, describe: "the balancers' Redis store: redis://[:password@]host:port[/db], rediss://..., redis-sentinel://..., redis-cluster://..." })
-        .option("store-prefix", { type: "string", default: DEFAULTS.storePrefix, describe: "key prefix in Redis, as the balancers use it" }) as unknown as Argv<StoreArgs>
+        .option("store-prefix", { ...yargsOption(SERVE_FLAGS["store-prefix"]), describe: "key prefix in Redis, as the balancers use it" }) as unknown as Argv<StoreArgs>
     )
       .command(
         "register",
         "heartbeat this node into the store while its XMPP server answers probes (run it beside the server)",
         (c) =>
           c
-            .option("id", { type: "string", demandOption: true, describe: "node id (letters, digits, . _ -)" })
-            .option("internal", { type: "string", demandOption: true, describe: "HOST:PORT the balancers dial, and the probe too" })
-            .option("external", { type: "string", describe: "HOST:PORT redirects send clients to (default: internal)" })
-            .option("weight", { type: "number", describe: "relative share of new users (default 1)" })
-            .option("zone", { type: "string", describe: "balancers of the same --zone prefer this node" })
-            .option("domains", { type: "string", describe: "D1+D2: the domains the node serves (default: all)" })
-            .option("ws", { type: "string", describe: "the node's WebSocket URL for clients: what a WebSocket redirect's see-other-uri carries" })
-            .option("ws-internal", { type: "string", describe: "the node's WebSocket URL the balancers dial to forward WebSocket clients" })
+            .options(Object.fromEntries(REGISTERED_KEYS.map((key) => [key, nodeKeyOption(key)])))
             .option("ttl", { type: "number", default: 15, describe: "seconds the node stays after its last heartbeat; heartbeats every ttl/3" })
             .option("probe-domain", { type: "string", describe: "domain the probe's stream is opened to (default: the first of --domains)" })
-            .option("probe-timeout", { type: "number", default: DEFAULTS.healthTimeoutSeconds, describe: "seconds a probe may take" })
-            .option("backend-tls", { type: "boolean", default: false, describe: "STARTTLS in the probe, as the balancers' --backend-tls" })
-            .option("backend-ca", { type: "string", describe: "CA bundle to verify the node's certificate with" })
-            .option("log-level", { type: "string", choices: LOG_LEVELS as unknown as string[], default: DEFAULTS.logLevel })
-            .option("log-format", { type: "string", choices: LOG_FORMATS as unknown as string[], describe: "json or pretty; default: pretty on a terminal, else json" }),
-        (args) => register(args as RegisterArgs),
+            .option("probe-timeout", yargsOption(SERVE_FLAGS["health-timeout"]))
+            .option("backend-tls", { ...yargsOption(SERVE_FLAGS["backend-tls"]), describe: "STARTTLS in the probe, as the balancers' --backend-tls" })
+            .option("backend-ca", { ...yargsOption(SERVE_FLAGS["backend-ca"]), describe: "CA bundle to verify the node's certificate with" })
+            .option("log-level", yargsOption(SERVE_FLAGS["log-level"]))
+            .option("log-format", yargsOption(SERVE_FLAGS["log-format"])),
+        (args) => register(args as unknown as RegisterArgs),
       )
       .command(
         "list",

@@ -1,3 +1,5 @@
+import type { BalancerConfig } from "../config.js";
+
 /**
  * Who may open a connection now: limits on connections in total, per client
  * address (at once, and new ones per second), and in the pre-auth dialogue,
@@ -14,6 +16,11 @@ export interface AdmissionLimits {
   maxRatePerAddress: number;
   /** Connections still in the pre-auth dialogue (0: no limit). */
   maxPreAuth: number;
+}
+
+/** The limits `config` sets. */
+export function admissionLimits(config: BalancerConfig): AdmissionLimits {
+  return { maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress, maxRatePerAddress: config.maxConnectionRatePerAddress, maxPreAuth: config.maxPreauthConnections };
 }
 
 export type Refusal = "max-connections" | "address-connections" | "address-rate" | "preauth-connections";
@@ -33,7 +40,19 @@ interface PerAddress {
   windowStart: number;
 }
 
-export class Admission {
+/**
+ * Where the counts are kept: an Admission in this process, or with `--workers`
+ * the primary's, so that the limits hold over all workers together; its
+ * verdict then comes over IPC (a promise).
+ */
+export interface AdmissionGate {
+  admit(address: string): Refusal | null | Promise<Refusal | null>;
+  leftPreAuth(): void;
+  closed(address: string, inPreAuth: boolean): void;
+  close(): void;
+}
+
+export class Admission implements AdmissionGate {
   private open = 0;
   private preAuth = 0;
   private readonly byAddress = new Map<string, PerAddress>();
@@ -104,7 +123,7 @@ export class AdmissionTicket {
   private open = true;
 
   constructor(
-    private readonly admission: Admission,
+    private readonly admission: AdmissionGate,
     readonly address: string,
   ) {}
 

@@ -4,8 +4,10 @@ import tls from "node:tls";
 import { WebSocketServer, type WebSocket } from "ws";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { WS_SUBPROTOCOL } from "../xmpp/framing.js";
-import { AdmissionTicket, REFUSAL_TEXT, type Admission, type Refusal } from "./admission.js";
+import { AdmissionTicket, REFUSAL_TEXT, type AdmissionGate, type Refusal } from "./admission.js";
 import type { BoundListener, ListenerConfig } from "./listener.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import { readProxyHeader } from "./proxy-reader.js";
 
 /** Why a WebSocket client was turned away before its session began. */
@@ -21,14 +23,15 @@ export interface WebSocketListenerOptions {
   /** wss:// only: the current TLS context (reloadable). */
   secureContext?: () => tls.SecureContext | undefined;
   /** The connection limits shared with the TCP listeners, applied to each TCP connection before any HTTP. */
-  admission: Admission;
+  admission: AdmissionGate;
   /** The longest a PROXY header, then the TLS handshake (wss://), may take. */
   proxyTimeoutMs: number;
   tlsHandshakeTimeoutMs: number;
   /** The longest from accept to the WebSocket upgrade: slow HTTP headers cannot hold a connection slot. */
   upgradeTimeoutMs: number;
-  /** Told of every connection or upgrade turned away, for the log and metrics. */
-  onRefused: (reason: WebSocketRefusal, peer: string) => void;
+  /** Where refusals are counted (as on TCP, plus the upgrade's own checks by name) and said. */
+  metrics: Metrics;
+  log: Logger;
 }
 
 /** A WebSocket client as the session sees it: its real address and its hold on the connection limits. */
@@ -102,34 +105,48 @@ interface ConnectionEntry {
  * paths answer 404 (the `ws` package) and plain requests 426.
  */
 export function listenWebSocket(config: ListenerConfig, options: WebSocketListenerOptions, onSocket: (socket: WebSocket, client: WebSocketClient) => void): Promise<BoundListener & { destroyAll(): void }> {
+  /** A connection or upgrade turned away: the connection limits count as on TCP; the upgrade's own checks and a bad PROXY header by name. */
+  const refused = (reason: WebSocketRefusal, peer: string): void => {
+    const upgrade = reason === "subprotocol" || reason === "origin";
+    if (reason !== "proxy-header") options.metrics.rejected.inc({ reason: upgrade ? `websocket-${reason}` : reason });
+    options.metrics.connections.inc({ listener: config.name, outcome: "rejected", transport: "websocket" });
+    // A limit's refusals are logged at debug: a flood must not flood the log.
+    const level = upgrade || reason === "proxy-header" ? "info" : "debug";
+    options.log[level]({ listener: config.name, peer, reason }, "WebSocket connection refused");
+  };
   const plainRequest = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" }).end("XMPP over WebSocket (RFC 7395) only\n");
   };
   const web = http.createServer(plainRequest);
   const clients = new WeakMap<net.Socket, ConnectionEntry>();
   const raws = new Set<net.Socket>();
-  /** Counts the connection against the limits from now until it closes, or says why not. */
-  const admit = (raw: net.Socket, address: string): AdmissionTicket | Refusal => {
-    const refusal = options.admission.admit(address);
+  /**
+   * Counts the connection against the limits from now until it closes, or
+   * says why not (with --workers the primary's verdict: the socket waits).
+   */
+  const admit = async (raw: net.Socket, address: string): Promise<AdmissionTicket | Refusal> => {
+    const refusal = await options.admission.admit(address);
     if (refusal !== null) {
-      options.onRefused(refusal, address);
+      refused(refusal, address);
       return refusal;
     }
     const admission = new AdmissionTicket(options.admission, address);
-    raw.once("close", () => admission.closed());
+    if (raw.closed) admission.closed(); // gone while the verdict was awaited
+    else raw.once("close", () => admission.closed());
     return admission;
   };
 
-  const accepted = (raw: net.Socket, address: string, port: number): void => {
+  const accepted = async (raw: net.Socket, address: string, port: number): Promise<void> => {
     // Behind an HTTP front the peer is the front: the client's address, and its limits, wait for the request.
     let admission: AdmissionTicket | undefined;
     if (!config.forwardedFor) {
-      const ticket = admit(raw, address);
+      const ticket = await admit(raw, address);
       if (typeof ticket === "string") {
         // Before a TLS handshake nothing can be said; on ws:// the client reads why.
         if (config.kind === "wss") return void raw.destroy();
         return endThenDestroy(raw, LINGER_MS.rejected, refusalResponse(ticket));
       }
+      if (raw.destroyed) return;
       admission = ticket;
     }
     const upgradeTimer = setTimeout(() => raw.destroy(), options.upgradeTimeoutMs).unref();
@@ -158,14 +175,14 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     raw.once("close", () => raws.delete(raw));
     raw.on("error", () => raw.destroy());
     const peer = { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
-    if (!config.proxyProtocol) return accepted(raw, peer.address, peer.port);
+    if (!config.proxyProtocol) return void accepted(raw, peer.address, peer.port);
     readProxyHeader(raw, options.proxyTimeoutMs).then(
       (header) => {
         const source = header.addresses?.source ?? peer;
-        accepted(raw, source.address, source.port);
+        void accepted(raw, source.address, source.port);
       },
       () => {
-        options.onRefused("proxy-header", `${peer.address}:${peer.port}`);
+        refused("proxy-header", `${peer.address}:${peer.port}`);
         raw.destroy();
       },
     );
@@ -181,23 +198,26 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     verifyClient: (info: { origin: string; req: http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string, headers?: http.OutgoingHttpHeaders) => void) => {
       const entry = clients.get(info.req.socket);
       if (entry === undefined) return done(false, 500);
-      if (entry.admission === undefined) {
-        entry.address = forwardedFor(info.req) ?? entry.address;
-        const ticket = admit(entry.raw, entry.address);
+      const checkUpgrade = (): void => {
+        const peer = entry.address;
+        const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
+        if (!protocols.includes(WS_SUBPROTOCOL)) {
+          refused("subprotocol", peer);
+          return done(false, 400, "the xmpp WebSocket subprotocol is required (RFC 7395)");
+        }
+        if (options.origins.length > 0 && !options.origins.includes(info.origin)) {
+          refused("origin", peer);
+          return done(false, 403, "Origin not allowed");
+        }
+        done(true);
+      };
+      if (entry.admission !== undefined) return checkUpgrade();
+      entry.address = forwardedFor(info.req) ?? entry.address;
+      void admit(entry.raw, entry.address).then((ticket) => {
         if (typeof ticket === "string") return done(false, REFUSAL_STATUS[ticket], REFUSAL_TEXT[ticket], { "Retry-After": "5" });
         entry.admission = ticket;
-      }
-      const peer = entry.address;
-      const protocols = (info.req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
-      if (!protocols.includes(WS_SUBPROTOCOL)) {
-        options.onRefused("subprotocol", peer);
-        return done(false, 400, "the xmpp WebSocket subprotocol is required (RFC 7395)");
-      }
-      if (options.origins.length > 0 && !options.origins.includes(info.origin)) {
-        options.onRefused("origin", peer);
-        return done(false, 403, "Origin not allowed");
-      }
-      done(true);
+        checkUpgrade();
+      });
     },
   });
   const alive = new WeakMap<WebSocket, boolean>();

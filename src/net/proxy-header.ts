@@ -43,7 +43,8 @@ function startsWithPrefixOf(data: Buffer, prefix: Buffer): boolean {
 }
 
 function parseV1(data: Buffer): ProxyHeader | null {
-  const end = data.indexOf("\r\n");
+  // The CRLF is looked for within the first 107 bytes only: how much arrived in one read must not decide the limit.
+  const end = data.subarray(0, V1_MAX).indexOf("\r\n");
   if (end === -1) {
     if (data.length >= V1_MAX) throw new ProxyHeaderError("a PROXY v1 header longer than 107 bytes");
     return null;
@@ -51,11 +52,26 @@ function parseV1(data: Buffer): ProxyHeader | null {
   const fields = data.subarray(0, end).toString("latin1").split(" ");
   const length = end + 2;
   if (fields[1] === "UNKNOWN") return { length, addresses: null };
-  const [, family, src, dst, sport, dport] = fields;
+  const [, family, src = "", dst = "", sport, dport] = fields;
   if (fields.length !== 6 || (family !== "TCP4" && family !== "TCP6")) throw new ProxyHeaderError("a malformed PROXY v1 header");
   const version = family === "TCP4" ? 4 : 6;
-  if (net.isIP(src ?? "") !== version || net.isIP(dst ?? "") !== version) throw new ProxyHeaderError("a PROXY v1 header with bad addresses");
-  return { length, addresses: { source: { address: src!, port: port(sport) }, destination: { address: dst!, port: port(dport) } } };
+  // net.isIPv6 takes a zone ("fe80::1%eth0"), which the spec's addresses do not have.
+  if (net.isIP(src) !== version || net.isIP(dst) !== version || `${src}${dst}`.includes("%")) throw new ProxyHeaderError("a PROXY v1 header with bad addresses");
+  return { length, addresses: { source: { address: canonical(src), port: port(sport) }, destination: { address: canonical(dst), port: port(dport) } } };
+}
+
+/**
+ * One spelling per address, so that per-address limits and the redirect-loop
+ * memory count a client once however the front wrote it: IPv6 in Node's
+ * canonical form (lowercase, zeros compressed, as sockets report it), and an
+ * IPv4-mapped IPv6 address (::ffff:192.0.2.7) as the IPv4 address it maps,
+ * since a front may send an IPv4 client as TCP4 or as TCP6. IPv4 has one
+ * spelling already: net.isIPv4 refuses leading zeros.
+ */
+function canonical(address: string): string {
+  if (!net.isIPv6(address)) return address;
+  const text = new net.SocketAddress({ address, family: "ipv6" }).address;
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/.test(text) ? text.slice(7) : text;
 }
 
 function port(text: string | undefined): number {
@@ -92,8 +108,7 @@ function ipv4(b: Buffer, at: number): string {
 function ipv6(b: Buffer, at: number): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(at + i).toString(16));
-  // Node's canonical form (compressed zeros, IPv4-mapped shown as such), as sockets report addresses.
-  return new net.SocketAddress({ address: groups.join(":"), family: "ipv6" }).address;
+  return canonical(groups.join(":"));
 }
 
 /** The header the balancer sends a node: v1 text or v2 binary; LOCAL (v2) or UNKNOWN (v1) without addresses (health probes). */

@@ -37,6 +37,15 @@ export interface RouteDecision {
   lease: DirectoryLease;
 }
 
+/**
+ * A decision that took no client after all (it left, or the node cannot serve
+ * its transport): a claim the strategy just made is given back; an owner the
+ * directory named keeps its entry.
+ */
+export function giveBack(decision: RouteDecision): void {
+  if (decision.via === "strategy") decision.lease.refused();
+}
+
 export interface RouterOptions {
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;

@@ -1,3 +1,5 @@
+import type { BalancerConfig } from "../config.js";
+
 /**
  * Failed logins remembered per client address and per JID for a window, so
  * brute force stops at the balancer: before a node's own ban (ejabberd's
@@ -12,14 +14,30 @@ export interface AuthFailureLimits {
   windowMs: number;
 }
 
+/** The limits `config` sets. */
+export function authFailureLimits(config: BalancerConfig): AuthFailureLimits {
+  return { perAddress: config.maxAuthFailuresPerAddress, perJid: config.maxAuthFailuresPerJid, windowMs: config.authFailureWindowMs };
+}
+
 export type AuthRefusal = "auth-failures-address" | "auth-failures-jid";
+
+/**
+ * Where the failures are counted: an AuthFailures in this process, or with
+ * `--workers` the primary's, so that the limits hold over all workers
+ * together; its answer then comes over IPC (a promise).
+ */
+export interface AuthFailureGate {
+  record(address: string, jid: string | null): void;
+  blocked(address: string, jid: string | null): AuthRefusal | null | Promise<AuthRefusal | null>;
+  close(): void;
+}
 
 interface Count {
   failures: number;
   until: number;
 }
 
-export class AuthFailures {
+export class AuthFailures implements AuthFailureGate {
   private readonly counts = new Map<string, Count>();
   private readonly sweeper: NodeJS.Timeout;
 

@@ -1,23 +1,17 @@
-import net, { type Socket } from "node:net";
-import type { NodeView, ProxyVersion } from "../cluster/node.js";
-import { proxyHeader } from "../net/proxy-header.js";
+import type { NodeView } from "../cluster/node.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { LINGER_MS } from "../net/linger.js";
-import type { RouteDecision, Router } from "../router/router.js";
-import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
-import { relay, type ClientTrafficLimit, type NodeWatcher } from "../upstream/relay.js";
-import { dialChosenNode } from "./node-dialer.js";
-import type { TrafficLimit } from "../upstream/traffic-limit.js";
+import { giveBack, type RouteDecision, type Router } from "../router/router.js";
+import type { ClientTrafficLimit, TrafficLimit } from "../upstream/traffic-limit.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
-import { seeOtherHostXml } from "../xmpp/see-other-host.js";
-import { streamErrorXml } from "../xmpp/stream-error.js";
-import { NodeAdvice } from "./node-advice.js";
+import type { ClientLink, HeldInput, NodeLeg } from "./client-link.js";
 import { ForwardedLogin } from "./forwarded-login.js";
 import type { LoginVerdicts } from "./login-verdict.js";
+import { NodeAdvice } from "./node-advice.js";
+import { dialChosenNode } from "./node-dialer.js";
 import type { RedirectMemory } from "./redirect-memory.js";
-import type { ClientConnection, HeldInput } from "./sessions.js";
 
 /** What the pre-auth dialogue learnt, handed over for the decision. */
 export interface Login {
@@ -26,10 +20,10 @@ export interface Login {
   domain: string;
   /** The SASL mechanism (login phase). */
   mechanism?: string;
-  /** What the node receives first: the client's stream header (open phase) or its `<auth/>` and all that followed (login phase). */
+  /** What the node receives first: the client's `<auth/>` (login phase), or its stream opening and all that followed (open phase). */
   replay: Buffer;
-  /** The balancer's own stream header still owed to the client (open phase): sent before a redirect. */
-  pendingHeader?: string;
+  /** The balancer's own stream opening still owed to the client (open phase): sent before a redirect. */
+  pendingOpen?: string;
 }
 
 export type HandoffResult =
@@ -40,13 +34,9 @@ export type HandoffResult =
   | { outcome: "abandoned" };
 
 export interface HandoffOptions {
-  /** How nodes are dialed for clients: TLS to the node, CA, deadline, header limit. */
-  dial: Omit<NodeDialOptions, "domain" | "openStream" | "signal">;
-  /** TCP keepalive on node sockets (0: off). */
-  keepAliveMs: number;
+  /** The longest a node may take to answer a dial, retries included. */
+  dialTimeoutMs: number;
   redirects: RedirectMemory;
-  /** PROXY protocol header version for nodes without their own `proxy=`. */
-  backendProxy?: ProxyVersion;
   /** What the node's verdict on a login does to the directory and the failed-login limits. */
   verdicts: LoginVerdicts;
   /** What a forwarded client may send (`--traffic-limit`); none when absent. */
@@ -67,10 +57,12 @@ export function clientTrafficLimit(limit: TrafficLimit | undefined, metrics: Met
 }
 
 /**
- * After the dialogue: asks the router for a node, then redirects the client
- * there, or dials the node and relays (asking again when a dial fails). What
- * became of the login goes back to the router through the decision's lease,
- * and a failed dial to the node table holder.
+ * After the dialogue, for every transport: asks the router for a node, then
+ * redirects the client there, or dials the node (asking again when a dial
+ * fails), carries the login until the node's verdict and relays. What became
+ * of the login goes back to the router through the decision's lease, and a
+ * failed dial to the node table holder. How a node is dialed and how bytes
+ * are relayed is the link's.
  */
 export class Handoff {
   private readonly advice = new NodeAdvice();
@@ -82,137 +74,132 @@ export class Handoff {
     private readonly options: HandoffOptions,
   ) {}
 
-  async redirect(conn: ClientConnection, login: Login): Promise<HandoffResult> {
-    const address = conn.client.address;
+  async redirect(link: ClientLink, login: Login): Promise<HandoffResult> {
+    const address = link.client.address;
     if (login.jid !== null && this.options.redirects.cameBack(address, login.jid)) {
       this.metrics.redirectLoops.inc();
-      conn.log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
-      return this.forward(conn, login);
+      link.log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
+      return this.forward(link, login);
     }
-    const decision = await this.router.route({ jid: login.jid, domain: login.domain }, conn.log);
+    const decision = await this.router.route({ jid: login.jid, domain: login.domain }, link.log);
     if (decision === null) return { outcome: "no-node" };
     const { node } = decision;
+    const parts = link.redirectParts(node, login.pendingOpen ?? "");
+    if (parts === null) {
+      // The claim stays: the forward's decision finds it in the directory.
+      link.log.warn({ node: node.id, transport: link.transport }, "the node has no address for this transport to redirect to: forwarding instead");
+      return this.forward(link, login);
+    }
     decision.lease.redirected();
     if (login.jid !== null) this.options.redirects.remember(address, login.jid);
-    conn.close(LINGER_MS.redirected, (login.pendingHeader ?? "") + seeOtherHostXml(node.external.host, node.external.port));
-    conn.log.info({ jid: login.jid, node: node.id, via: decision.via, to: `${node.external.host}:${node.external.port}` }, "redirected");
+    link.close(parts, LINGER_MS.redirected);
+    link.log.info({ jid: login.jid, node: node.id, via: decision.via, to: link.transport === "tcp" ? `${node.external.host}:${node.external.port}` : node.ws }, "redirected");
     return { outcome: "redirected", node };
   }
 
-  /** Dials the node the router names (see dialChosenNode for retries) and relays. */
-  async forward(conn: ClientConnection, login: Login): Promise<HandoffResult> {
-    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, { jid: login.jid, domain: login.domain }, {
-      unusable: () => null,
-      dial: (node) => dialNode(node.internal, { ...this.options.dial, domain: login.domain, openStream: login.pendingHeader === undefined, signal: conn.leftSignal, proxyHeader: this.proxyHeaderFor(node, conn) }),
-    }, { timeoutMs: this.options.dial.timeoutMs, signal: conn.leftSignal, log: conn.log });
+  /** Dials the node the router names (see dialChosenNode for retries), then starts the login there. */
+  async forward(link: ClientLink, login: Login): Promise<HandoffResult> {
+    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, { jid: login.jid, domain: login.domain }, link.nodeDial(login.domain, login.pendingOpen === undefined), {
+      timeoutMs: this.options.dialTimeoutMs,
+      signal: link.leftSignal,
+      log: link.log,
+    });
     if ("outcome" in chosen) return chosen;
-    return this.startForwarding(conn, login, chosen.decision, chosen.connection);
-  }
-
-  /** The client's address for a node that reads PROXY headers: the real client, and the listener it reached. */
-  private proxyHeaderFor(node: NodeView, conn: ClientConnection): Buffer | undefined {
-    const version = node.proxy ?? this.options.backendProxy;
-    if (version === undefined) return undefined;
-    const destination = { address: conn.socket.localAddress ?? "", port: conn.socket.localPort ?? 0 };
-    return proxyHeader(version, net.isIP(conn.client.address) === 0 ? null : { source: conn.client, destination });
+    return this.startForwarding(link, login, chosen.decision, chosen.connection);
   }
 
   /**
    * The node answered: in the login phase it gets the `<auth/>` and the
    * dialogue carries the exchange until the node's verdict (ForwardedLogin);
-   * in the open phase it gets the client's stream header and all that
-   * followed, and the relay starts at once.
+   * in the open phase it gets the client's opening and all that followed,
+   * and the relay starts at once.
    */
-  private startForwarding(conn: ClientConnection, login: Login, decision: RouteDecision, connection: NodeConnection): HandoffResult {
+  private startForwarding(link: ClientLink, login: Login, decision: RouteDecision, leg: NodeLeg): HandoffResult {
     const { node } = decision;
-    const upstream = connection.socket;
-    const held = conn.release();
-    if (conn.leftSignal.aborted || held.ended) {
+    const held = link.release();
+    if (link.leftSignal.aborted || held.ended) {
       // The client left before its node answered: nothing of its login goes to the node.
-      upstream.destroy();
-      return this.abandoned(decision);
+      leg.destroy();
+      giveBack(decision);
+      return { outcome: "abandoned" };
     }
-    if (connection.features !== undefined) this.advice.checkFeatures(connection.features, node.id, login.mechanism, conn.log);
-    if (connection.tlsRequiredByNode) this.advice.tlsRequired(node.id, conn.log);
-    if (this.options.keepAliveMs > 0) upstream.setKeepAlive(true, this.options.keepAliveMs);
-    upstream.setNoDelay(true);
-    if (connection.leftover.length > 0) conn.socket.write(connection.leftover);
-    conn.log.info({ jid: login.jid, node: node.id, via: decision.via, internal: `${node.internal.host}:${node.internal.port}` }, "forwarded");
-    if (login.mechanism !== undefined) {
-      upstream.write(login.replay);
-      return { outcome: "authenticating", node, attempt: new ForwardedLogin(() => conn.socket, decision, upstream), held };
-    }
-    const client = conn.handOver();
-    upstream.write(held.bytes.length > 0 ? Buffer.concat([login.replay, held.bytes]) : login.replay);
-    this.relay(conn, decision, client, upstream, this.watchOpenPhaseLogin(client, upstream, decision, conn, login.jid));
+    if (leg.features !== undefined) this.advice.checkFeatures(leg.features, node.id, login.mechanism, link.log);
+    if (leg.tlsRequiredByNode) this.advice.tlsRequired(node.id, link.log);
+    link.log.info({ jid: login.jid, node: node.id, via: decision.via, transport: link.transport }, "forwarded");
+    leg.send(login.replay);
+    if (login.mechanism !== undefined) return { outcome: "authenticating", node, attempt: new ForwardedLogin(decision, leg), held };
+    for (const chunk of held.chunks) leg.send(chunk);
+    this.relay(link, decision, leg, this.watchOpenPhaseLogin(link, leg, decision, login.jid));
     return { outcome: "forwarded", node };
   }
 
-  /** The node accepted a login-phase attempt: from here on bytes are relayed both ways; `rest` is what the dialogue read past its last element. */
-  relayAfterLogin(conn: ClientConnection, attempt: ForwardedLogin, rest: Buffer): void {
+  /** The node accepted a login-phase attempt: from here on both ways are relayed; `rest` is what the dialogue read past its last element. */
+  relayAfterLogin(link: ClientLink, attempt: ForwardedLogin, rest: Buffer): void {
     this.options.verdicts.accepted(attempt.decision);
-    const client = conn.handOver();
-    if (rest.length > 0) attempt.node.write(rest);
-    this.relay(conn, attempt.decision, client, attempt.node, undefined);
+    if (rest.length > 0) attempt.leg.send(rest);
+    this.relay(link, attempt.decision, attempt.leg, undefined);
   }
 
   /** The node refused a login-phase attempt: counted against the client's address and the attempt's JID. */
-  loginRefused(conn: ClientConnection, attempt: ForwardedLogin, jid: string | null): void {
-    this.options.verdicts.refused(attempt.decision, conn.client.address, jid);
+  loginRefused(link: ClientLink, attempt: ForwardedLogin, jid: string | null): void {
+    void this.options.verdicts.refused(attempt.decision, link.client.address, jid);
   }
 
-  private relay(conn: ClientConnection, decision: RouteDecision, client: Socket, upstream: Socket, watcher: NodeWatcher | undefined): void {
+  private relay(link: ClientLink, decision: RouteDecision, leg: NodeLeg, watcher: ((data: Buffer) => boolean) | undefined): void {
     const { node } = decision;
-    this.metrics.forwardedActive.inc({ node: node.id });
-    relay(client, upstream, (stats) => {
-      this.metrics.forwardedActive.dec({ node: node.id });
-      this.metrics.relayBytes.inc({ direction: "up" }, stats.up);
-      this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
-      decision.lease.closed();
-      conn.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
-    }, clientTrafficLimit(this.options.trafficLimit, this.metrics, conn.log), watcher);
+    // What the close needs, apart: an idle relayed session must not keep the link (its framing and parser) alive.
+    const { log } = link;
+    const { metrics } = this;
+    metrics.forwardedActive.inc({ node: node.id });
+    link.relay(
+      leg,
+      (outcome) => {
+        metrics.forwardedActive.dec({ node: node.id });
+        metrics.relayBytes.inc({ direction: "up" }, outcome.up);
+        metrics.relayBytes.inc({ direction: "down" }, outcome.down);
+        decision.lease.closed();
+        log.info({ node: node.id, ...outcome }, "forwarded connection closed");
+      },
+      clientTrafficLimit(this.options.trafficLimit, metrics, log),
+      watcher,
+    );
   }
 
   /**
    * Phase open: the client logs in with the node's own features, so the
-   * node's SASL verdict is read from what it sends the client (the relay
-   * shows it each chunk before forwarding it untouched), until its
+   * node's SASL verdict is read from what it sends the client, until its
    * `<success/>`. Each refusal counts against the client's address and the
-   * stream's `from`; past a limit the connection is closed after the
+   * opening's `from`; past a limit the client is cut off after the
    * `<failure/>`, so further attempts must come through the dialogue again.
    */
-  private watchOpenPhaseLogin(client: Socket, upstream: Socket, decision: RouteDecision, conn: ClientConnection, jid: string | null): NodeWatcher {
+  private watchOpenPhaseLogin(link: ClientLink, leg: NodeLeg, decision: RouteDecision, jid: string | null): (data: Buffer) => boolean {
     const scanner = new SaslOutcomeScanner();
-    const onClose = (): void => {
-      conn.log.debug({ node: decision.node.id }, "the forwarded connection closed before a successful login");
+    let settled = false;
+    const onLeft = (): void => {
+      if (settled) return;
+      settled = true;
+      link.log.debug({ node: decision.node.id }, "the forwarded connection closed before a successful login");
       decision.lease.refused();
     };
-    upstream.once("close", onClose);
-    return (chunk) => {
-      const outcome = scanner.push(chunk);
-      if (outcome === "failure") {
-        const refusal = this.options.verdicts.refused(decision, conn.client.address, jid);
-        if (refusal !== null) {
-          conn.countRefusal(refusal);
-          conn.log.info({ jid }, "too many failed logins: the forwarded connection is closed");
-          // After this chunk (the <failure/>) has reached the client: a stream error, then both sides go.
-          setImmediate(() => {
-            if (!client.destroyed) client.write(streamErrorXml("policy-violation", "too many failed logins; try again later"));
-            upstream.destroy();
-          });
-          return false;
-        }
-      } else if (outcome === "success") {
-        upstream.off("close", onClose);
+    link.onClosed(onLeft);
+    return (data) => {
+      const verdict = scanner.push(data);
+      if (verdict === "success") {
+        settled = true;
+        link.offClosed(onLeft);
         this.options.verdicts.accepted(decision);
         return false;
       }
+      if (verdict === "failure") {
+        void this.options.verdicts.refused(decision, link.client.address, jid).then((refusal) => {
+          if (refusal === null) return;
+          link.countRefusal(refusal);
+          link.log.info({ jid }, "too many failed logins: the forwarded connection is closed");
+          // After the piece with the <failure/> has reached the client: a stream error, then both sides go.
+          setImmediate(() => link.cutOff(link.errorParts("policy-violation", "too many failed logins; try again later"), leg));
+        });
+      }
       return true;
     };
-  }
-
-  private abandoned(decision: RouteDecision): HandoffResult {
-    if (decision.via === "strategy") decision.lease.refused();
-    return { outcome: "abandoned" };
   }
 }

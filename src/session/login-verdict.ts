@@ -1,6 +1,6 @@
 import type { Metrics } from "../metrics.js";
 import type { RouteDecision } from "../router/router.js";
-import type { AuthFailures, AuthRefusal } from "./auth-failures.js";
+import type { AuthFailureGate, AuthRefusal } from "./auth-failures.js";
 
 /** The node's verdict on one forwarded SASL attempt. */
 export type LoginVerdict = "success" | "failure";
@@ -14,7 +14,7 @@ export type LoginVerdict = "success" | "failure";
 export class LoginVerdicts {
   constructor(
     private readonly metrics: Metrics,
-    private readonly authFailures: AuthFailures,
+    private readonly authFailures: AuthFailureGate,
   ) {}
 
   accepted(decision: RouteDecision): void {
@@ -22,7 +22,7 @@ export class LoginVerdicts {
   }
 
   /** Counts the refusal and lets the claim go; says whether the client is now past a failed-login limit. */
-  refused(decision: RouteDecision, address: string, jid: string | null): AuthRefusal | null {
+  async refused(decision: RouteDecision, address: string, jid: string | null): Promise<AuthRefusal | null> {
     this.metrics.authFailures.inc({ node: decision.node.id });
     this.authFailures.record(address, jid);
     decision.lease.refused();

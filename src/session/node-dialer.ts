@@ -4,7 +4,7 @@ import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import { UpstreamError } from "../errors.js";
 import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import type { RouteDecision, RouteRequest, Router } from "../router/router.js";
+import { giveBack, type RouteDecision, type RouteRequest, type Router } from "../router/router.js";
 
 /** The first pause before refused nodes are dialed again; it doubles each time. */
 const RETRY_FIRST_MS = 100;
@@ -56,7 +56,7 @@ export async function dialChosenNode<T>(
   let backoffMs = RETRY_FIRST_MS;
   let recheckedOwner = false;
   const abandoned = (decision?: RouteDecision): DialOutcome<T> => {
-    if (decision?.via === "strategy") decision.lease.refused();
+    if (decision !== undefined) giveBack(decision);
     return { outcome: "abandoned" };
   };
   for (;;) {
@@ -76,7 +76,7 @@ export async function dialChosenNode<T>(
     if (why !== null) {
       log.warn({ node: node.id }, why);
       unreachable.add(node.id);
-      if (decision.via === "strategy") decision.lease.refused();
+      giveBack(decision);
       continue;
     }
     let connection: T;

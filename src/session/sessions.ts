@@ -3,10 +3,11 @@ import type { StreamErrorCondition } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import { BoundLogger, type LineLogger, type Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
-import { AdmissionTicket, REFUSAL_TEXT, type Admission, type Refusal } from "../listener/admission.js";
+import { AdmissionTicket, REFUSAL_TEXT, type AdmissionGate, type Refusal } from "../listener/admission.js";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { streamErrorXml } from "../xmpp/stream-error.js";
 import { streamOpenXml } from "../xmpp/stream-header.js";
+import type { ClientInput, HeldInput } from "./client-link.js";
 
 /** The abort reason when a client leaves: one shared value (a default abort() builds a DOMException with a stack each time). */
 const CLIENT_LEFT = Object.freeze({ reason: "the client left" });
@@ -22,26 +23,15 @@ function destroyOnShutdown(this: ClientConnection): void {
   this.destroy();
 }
 
+/** A reset while a connection waits for its admission is nobody's to report. */
+const ignoreError = (): void => {};
+
 /** What an idle connection holds and has not read: one shared empty list until something comes (never pushed to). */
 const NOTHING_HELD: Buffer[] = [];
 
 export interface ClientAddress {
   address: string;
   port: number;
-}
-
-/** Who reads the client now: the dialogue, the hold during a decision, or nobody (the relay reads the socket itself). */
-export interface ClientInput {
-  data(chunk: Buffer): void;
-  /** The client half-closed (FIN). */
-  end(): void;
-}
-
-/** What arrived while the connection was held for a decision. */
-export interface HeldInput {
-  bytes: Buffer;
-  /** Whether the client half-closed meanwhile. */
-  ended: boolean;
 }
 
 /** Where a client socket keeps its connection: the listeners below are shared by every connection and find it there. */
@@ -202,7 +192,7 @@ export class ClientConnection {
 
   /** Ends the hold: what arrived meanwhile. Nobody reads the client until readWith(). */
   release(): HeldInput {
-    const released = { bytes: Buffer.concat(this.held), ended: this.heldEnded };
+    const released = { chunks: this.held, ended: this.heldEnded };
     this.held = NOTHING_HELD;
     this.heldBytes = 0;
     this.readWith(null);
@@ -266,20 +256,28 @@ export class ClientConnections {
   constructor(
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    private readonly admission: Admission,
+    private readonly admission: AdmissionGate,
     /** The domain a refusal's stream header names (the first served). */
     private readonly domain: string,
   ) {}
 
   /**
    * Takes a new connection, or refuses it (null) when a limit is reached;
-   * `client` is the address a PROXY header gave, if any.
+   * `client` is the address a PROXY header gave, if any. With `--workers` the
+   * verdict comes from the primary: meanwhile the socket keeps what arrives.
    */
-  accept(raw: Socket, listener: ListenerConfig, client?: ClientAddress): ClientConnection | null {
+  async accept(raw: Socket, listener: ListenerConfig, client?: ClientAddress): Promise<ClientConnection | null> {
     const address = client ?? { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 };
-    const refusal = this.admission.admit(address.address);
+    raw.on("error", ignoreError);
+    const refusal = await this.admission.admit(address.address);
+    raw.off("error", ignoreError);
     if (refusal !== null) {
       this.refuse(raw, listener, address, refusal);
+      return null;
+    }
+    if (raw.closed) {
+      // Gone while the verdict was awaited: nothing will report its close.
+      this.admission.closed(address.address, true);
       return null;
     }
     this.metrics.activeConnections.inc({ listener: listener.name });

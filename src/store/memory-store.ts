@@ -30,9 +30,9 @@ export class MemoryStore implements ClusterStore {
     private readonly options: StoreOptions,
     private readonly now: () => number = Date.now,
   ) {
-    this.load = new LocalLoads(options.affinityGraceMs, now);
+    this.load = new LocalLoads(options.affinityTtlMs, now);
     // Forget idle entries in the background so the directory does not grow without bound.
-    this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(60_000, options.affinityGraceMs))).unref();
+    this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(60_000, options.affinityTtlMs))).unref();
   }
 
   readonly up = true;
@@ -72,7 +72,7 @@ export class MemoryStore implements ClusterStore {
   async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     const entry = this.live(jid);
     if (entry === undefined) {
-      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityGraceMs, unconfirmed: true });
+      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityTtlMs, unconfirmed: true });
       return { owner: nodeId, wrote: true };
     }
     if (entry.node !== nodeId && replace.includes(entry.node)) {
@@ -106,11 +106,11 @@ export class MemoryStore implements ClusterStore {
     const entry = this.directory.get(jid);
     if (entry === undefined) return;
     entry.open = Math.max(0, entry.open - 1);
-    if (entry.open === 0) entry.expiresAt = this.now() + this.options.affinityGraceMs;
+    if (entry.open === 0) entry.expiresAt = this.now() + this.options.affinityTtlMs;
   }
 
   async redirected(jid: string | null, nodeId: string): Promise<void> {
-    const until = this.now() + this.options.affinityGraceMs;
+    const until = this.now() + this.options.affinityTtlMs;
     this.load.redirected(nodeId, jid);
     if (jid === null) return;
     const entry = this.live(jid);

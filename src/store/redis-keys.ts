@@ -4,7 +4,7 @@
  * or one slot, and the same code runs on standalone, Sentinel and Cluster.
  */
 export interface RedisKeys {
-  /** String: the node id holding a bare JID, with a TTL. */
+  /** String: the node id holding a bare JID (escaped by `escapeJid`), with a TTL. */
   jid(bareJid: string): string;
   /** Sorted set: live balancer instances, scored by when their counts expire (ms since epoch). */
   readonly instances: string;
@@ -30,12 +30,25 @@ export interface RedisKeys {
 
 export const DEFAULT_PREFIX = "xmpp-lb:";
 
+const JID_ESCAPES: Record<string, string> = { "%": "%25", "{": "%7B", "}": "%7D" };
+
+/**
+ * A bare JID as it appears in its key: `{` and `}` percent-escaped (and `%`,
+ * so two JIDs never share a key), so that no account name can form a Redis
+ * Cluster hash tag and choose its slot (`{nodes}x@example.com` would land
+ * beside the node list). Other characters stay, for people reading keys in
+ * redis-cli.
+ */
+export function escapeJid(bareJid: string): string {
+  return bareJid.replace(/[%{}]/g, (c) => JID_ESCAPES[c]!);
+}
+
 export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
   const instanceLoadsPrefix = `${prefix}{loads}:instance:`;
   const instanceRedirectsPrefix = `${prefix}{loads}:redirects:`;
   const nodePrefix = `${prefix}{nodes}:node:`;
   return {
-    jid: (bareJid) => `${prefix}jid:${bareJid}`,
+    jid: (bareJid) => `${prefix}jid:${escapeJid(bareJid)}`,
     instances: `${prefix}{loads}:instances`,
     instanceLoads: (instanceId) => instanceLoadsPrefix + instanceId,
     instanceLoadsPrefix,

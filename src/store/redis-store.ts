@@ -61,7 +61,7 @@ export class RedisStore implements ClusterStore {
     this.keys = redisKeys(options.prefix ?? DEFAULT_PREFIX);
     this.registry = { connection: this.connection, keys: this.keys };
     this.instanceId = options.instanceId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
-    this.entryTtlMs = Math.max(Math.round(options.affinityGraceMs), MIN_ENTRY_TTL_MS);
+    this.entryTtlMs = Math.max(Math.round(options.affinityTtlMs), MIN_ENTRY_TTL_MS);
     this.staticNodes = [...(options.staticNodes ?? [])];
     this.leases = new Leases(this.connection, this.keys, this.entryTtlMs);
     this.clusterLoads = new ClusterLoads(this.connection, this.keys, this.instanceId, this.entryTtlMs, options.loadsRefreshMs ?? 1000);

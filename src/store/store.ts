@@ -91,5 +91,5 @@ export interface Claim {
 
 export interface StoreOptions {
   /** How long a JID stays pinned to its node after its last connection (ms). */
-  affinityGraceMs: number;
+  affinityTtlMs: number;
 }

@@ -1,3 +1,4 @@
+import type { Element } from "@xmpp/xml";
 import { WebSocket, type RawData } from "ws";
 import { UpstreamError } from "../errors.js";
 import { NS_FRAMING, WS_SUBPROTOCOL, framingOpenXml } from "../xmpp/framing.js";
@@ -25,7 +26,13 @@ export interface NodeWebSocketOptions {
  * `<open/>` and features in reply. The socket is then handed over, paused,
  * for the client's replayed login and the relay.
  */
-export function dialNodeWebSocket(url: string, options: NodeWebSocketOptions): Promise<WebSocket> {
+/** A node's WebSocket after setup, paused: its features when the balancer opened the stream. */
+export interface NodeWebSocket {
+  socket: WebSocket;
+  features?: Element;
+}
+
+export function dialNodeWebSocket(url: string, options: NodeWebSocketOptions): Promise<NodeWebSocket> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
     if (options.clientAddress !== undefined) headers["x-forwarded-for"] = options.clientAddress;
@@ -71,7 +78,7 @@ export function dialNodeWebSocket(url: string, options: NodeWebSocketOptions): P
       stage = "done";
       cleanup();
       socket.pause();
-      resolve(socket);
+      resolve({ socket, features: el });
     };
     socket.on("message", onMessage);
     socket.once("open", () => {
@@ -79,7 +86,7 @@ export function dialNodeWebSocket(url: string, options: NodeWebSocketOptions): P
       stage = "done";
       cleanup();
       socket.pause();
-      resolve(socket);
+      resolve({ socket });
     });
     socket.on("error", (err: Error & { code?: string }) => {
       const code = /timed out/i.test(err.message) ? "XMPP_LB_NODE_TIMEOUT" : "XMPP_LB_NODE_UNREACHABLE";

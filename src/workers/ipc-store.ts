@@ -1,8 +1,6 @@
-import { StoreError } from "../errors.js";
 import type { Claim, ClusterStore, NodeLoad, StoredNode } from "../store/store.js";
+import { IpcCaller } from "./ipc-calls.js";
 import { isMessage, type PrimaryMessage, type StoreOp } from "./messages.js";
-
-type Answer = Extract<PrimaryMessage, { type: "xmpp-lb:store-answer" }>;
 
 /**
  * A worker's view of the primary's store: every call is a message to the
@@ -10,8 +8,7 @@ type Answer = Extract<PrimaryMessage, { type: "xmpp-lb:store-answer" }>;
  * set of loads. Membership and status announcements come the other way.
  */
 export class IpcStore implements ClusterStore {
-  private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
+  private readonly calls: IpcCaller<StoreOp>;
   private readonly watchers = new Set<(nodes: StoredNode[]) => void>();
   private readonly statusListeners = new Set<(up: boolean, reason?: string) => void>();
   private isUp = true;
@@ -20,6 +17,7 @@ export class IpcStore implements ClusterStore {
     readonly kind: "memory" | "redis",
     private readonly channel: NodeJS.Process = process,
   ) {
+    this.calls = new IpcCaller("store", channel);
     channel.on("message", this.onMessage);
   }
 
@@ -28,12 +26,7 @@ export class IpcStore implements ClusterStore {
   }
 
   private readonly onMessage = (message: unknown): void => {
-    if (isMessage<Answer>(message, "xmpp-lb:store-answer")) {
-      const waiting = this.pending.get(message.id);
-      this.pending.delete(message.id);
-      if (message.ok) waiting?.resolve(message.value);
-      else waiting?.reject(new StoreError(message.error));
-    } else if (isMessage<Extract<PrimaryMessage, { type: "xmpp-lb:nodes" }>>(message, "xmpp-lb:nodes")) {
+    if (isMessage<Extract<PrimaryMessage, { type: "xmpp-lb:nodes" }>>(message, "xmpp-lb:nodes")) {
       for (const watcher of this.watchers) watcher(message.nodes);
     } else if (isMessage<Extract<PrimaryMessage, { type: "xmpp-lb:status" }>>(message, "xmpp-lb:status")) {
       this.isUp = message.up;
@@ -42,11 +35,7 @@ export class IpcStore implements ClusterStore {
   };
 
   private call<T>(op: StoreOp, ...args: unknown[]): Promise<T> {
-    const id = ++this.nextId;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.channel.send!({ type: "xmpp-lb:store-call", id, op, args });
-    });
+    return this.calls.call<T>(op, args);
   }
 
   waitUntilUp(timeoutMs: number): Promise<void> {
@@ -92,7 +81,6 @@ export class IpcStore implements ClusterStore {
   }
   async close(): Promise<void> {
     this.channel.off("message", this.onMessage);
-    for (const waiting of this.pending.values()) waiting.reject(new StoreError("the worker is stopping"));
-    this.pending.clear();
+    this.calls.close("the worker is stopping");
   }
 }

@@ -2,9 +2,14 @@ import { randomBytes } from "node:crypto";
 import cluster, { type Worker } from "node:cluster";
 import type { BalancerConfig } from "../config.js";
 import { createBalancer, type Balancer } from "../index.js";
+import { admissionLimits } from "../listener/admission.js";
+import { CountedAdmission } from "../control/counted-admission.js";
 import type { Logger } from "../log.js";
+import { AuthFailures, authFailureLimits } from "../session/auth-failures.js";
 import { answerMetricsRequests, ClusterMetrics } from "./cluster-metrics.js";
+import { IpcLimits } from "./ipc-limits.js";
 import { IpcStore } from "./ipc-store.js";
+import { serveLimits } from "./limits-server.js";
 import { isMessage, type PrimaryMessage } from "./messages.js";
 import { serveStore } from "./store-server.js";
 
@@ -64,12 +69,15 @@ const TICKET_KEYS_ENV = "XMPPLB_WORKER_TLS_TICKET_KEYS";
 
 /**
  * The primary of `--workers N`: it holds the embedded store (every worker's
- * decisions meet in it, so affinity holds across workers), serves the admin
+ * decisions meet in it, so affinity holds across workers) and the connection
+ * and failed-login counts (the limits hold over all workers), serves the admin
  * endpoint with every worker's metrics summed, and restarts a worker that dies.
  * The workers share the listening sockets (Node's cluster, round robin).
  */
 async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
   const clusterMetrics = new ClusterMetrics();
+  const admission = new CountedAdmission(admissionLimits(config));
+  const authFailures = new AuthFailures(authFailureLimits(config));
   const served = new Map<Worker, () => void>();
   let restarts = 0;
   const control = await createBalancer(
@@ -77,15 +85,19 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
     {
       logger: log.child({ role: "primary" }),
       aggregateMetrics: (own) => clusterMetrics.registry(own),
+      limits: { admission, authFailures },
       dataPath: { listeners: config.listeners, workers: () => ({ configured: config.workers, running: [...served.keys()].filter((w) => !w.isDead()).length, restarts }) },
     },
   );
+  // The workers' pre-auth connections are counted here, where the limit holds over all of them.
+  control.metrics.countPreauth(() => admission.preAuthConnections, config.maxPreauthConnections);
   let stopping = false;
   // One set of TLS session ticket keys for every worker (a restarted worker too): tickets resume anywhere.
   const ticketKeys = randomBytes(48).toString("hex");
   const fork = (): void => {
     const worker = cluster.fork({ [TICKET_KEYS_ENV]: ticketKeys });
-    served.set(worker, serveStore(control.store, worker));
+    const stops = [serveStore(control.store, worker), serveLimits(admission, authFailures, worker)];
+    served.set(worker, () => stops.forEach((stop) => stop()));
   };
   cluster.on("exit", (worker, code, signal) => {
     served.get(worker)?.();
@@ -123,16 +135,17 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
   );
 }
 
-/** A worker of `--workers N`: the data path, asking the primary's store (or Redis directly). */
+/** A worker of `--workers N`: the data path, asking the primary's store (or Redis directly) and the primary's counts for the limits. */
 async function runWorker(config: BalancerConfig, log: Logger): Promise<void> {
   const store = config.store === "memory" ? new IpcStore("memory") : undefined;
+  const limits = new IpcLimits(admissionLimits(config), authFailureLimits(config));
   let balancer: Balancer | undefined;
   // From the start: the primary asks only workers that said they listen.
   answerMetricsRequests(() => balancer?.metrics.registry);
   const ticketKeys = process.env[TICKET_KEYS_ENV];
   if (config.tls !== undefined && ticketKeys !== undefined) config = { ...config, tls: { ...config.tls, ticketKeys: Buffer.from(ticketKeys, "hex") } };
   // The admin endpoint is the primary's.
-  balancer = await createBalancer({ ...config, metrics: undefined }, { logger: log, store });
+  balancer = await createBalancer({ ...config, metrics: undefined }, { logger: log, store, limits: { admission: limits, authFailures: limits } });
   const running = balancer;
   const stop = stopper(log, (drainMs) => running.close(drainMs), config.shutdownTimeoutMs);
   process.on("message", (message: unknown) => {

@@ -1,32 +1,42 @@
 import type { Worker } from "node:cluster";
 import type { ClusterStore } from "../store/store.js";
-import { isMessage, type PrimaryMessage, type WorkerMessage } from "./messages.js";
+import { answerCalls } from "./ipc-calls.js";
+import type { PrimaryMessage, StoreOp } from "./messages.js";
+import { Tally } from "./tally.js";
 
-type Call = Extract<WorkerMessage, { type: "xmpp-lb:store-call" }>;
-
-/** Serves the primary's store to one worker: answers its calls, and passes on membership and status. */
+/**
+ * Serves the primary's store to one worker: answers its calls, and passes on
+ * membership and status. Returns what stops serving it, for when the worker
+ * has exited: the connections it still held open are closed in the store then,
+ * as if they had broken, so they stop counting towards their node's load and
+ * their JIDs' entries run out after the affinity grace period.
+ */
 export function serveStore(store: ClusterStore, worker: Worker): () => void {
   const send = (message: PrimaryMessage): void => {
     if (worker.isConnected()) worker.send(message);
   };
-  const onMessage = (message: unknown): void => {
-    if (!isMessage<Call>(message, "xmpp-lb:store-call")) return;
-    answer(store, message).then(
-      (value) => send({ type: "xmpp-lb:store-answer", id: message.id, ok: true, value }),
-      (err: Error) => send({ type: "xmpp-lb:store-answer", id: message.id, ok: false, error: err.message }),
-    );
-  };
-  worker.on("message", onMessage);
+  // Keyed by JSON of [jid, node]: one string per pair, a null jid (anonymous) included.
+  const open = new Tally<string>();
+  const stopAnswering = answerCalls<StoreOp>(worker, "store", (op, args) => {
+    if (op === "connectionOpened") open.add(JSON.stringify(args.slice(0, 2)));
+    else if (op === "connectionClosed") open.remove(JSON.stringify(args.slice(0, 2)));
+    return answer(store, op, args);
+  });
   const stops = [store.watchNodes((nodes) => send({ type: "xmpp-lb:nodes", nodes })), store.onStatus((up, reason) => send({ type: "xmpp-lb:status", up, reason }))];
   return () => {
-    worker.off("message", onMessage);
+    stopAnswering();
     for (const stop of stops) stop();
+    for (const key of open.takeAll()) {
+      const [jid, nodeId] = JSON.parse(key) as [string | null, string];
+      // As for a lease's own calls, a store failure costs affinity at worst (the embedded store cannot fail).
+      store.connectionClosed(jid, nodeId).catch(() => {});
+    }
   };
 }
 
-async function answer(store: ClusterStore, call: Call): Promise<unknown> {
-  const a = call.args as never[];
-  switch (call.op) {
+async function answer(store: ClusterStore, op: StoreOp, args: unknown[]): Promise<unknown> {
+  const a = args as never[];
+  switch (op) {
     case "listNodes":
       return store.listNodes();
     case "lookup":

@@ -204,6 +204,39 @@ describe("discovery (--discover)", () => {
     await closeAll();
   });
 
+  it("keeps the A answer when the resolver refuses AAAA, and the AAAA answer when it refuses A, and says which query failed", async () => {
+    const v4only = "refuses-aaaa.disco.test";
+    const v6only = "refuses-a.disco.test";
+    const refusing = await startDnsmasq({ hosts: [["127.0.1.1", v4only], ["127.0.1.2", v4only], ["fd00::7", v6only]], refuse: [v4only, v6only] });
+    type Line = { level: number; msg: string; type?: string; code?: string };
+    const warnings = (lines: string[]): Line[] => lines.map((l) => JSON.parse(l) as Line).filter((l) => l.level === 40 && /^(DNS query|discovery source)/.test(l.msg));
+    try {
+      const r = refusing.resolver();
+      assert.deepEqual((await r.resolve4(v4only)).sort(), ["127.0.1.1", "127.0.1.2"]);
+      await assert.rejects(r.resolve6(v4only), { code: "EREFUSED" }, "the resolver refuses AAAA of the A-only name");
+      assert.deepEqual(await r.resolve6(v6only), ["fd00::7"]);
+      await assert.rejects(r.resolve4(v6only), { code: "EREFUSED" }, "and A of the AAAA-only name");
+
+      const lines: string[] = [];
+      const lb = await startBalancer({ discover: `dns://${v4only}:${port}`, dnsServer: refusing.server }, lines);
+      balancers.push(lb);
+      assert.deepEqual(ids(lb), [`127.0.1.1:${port}`, `127.0.1.2:${port}`], "the A answer's nodes, from the first answer on");
+      for (let i = 0; i < 3; i++) assert.ok(["n1", "n2"].includes(await nodeOf(await connect(lb))), "logins find a node");
+      await sleep(2200); // asked again (TTL 1 s): still the A nodes, and no new warning
+      assert.deepEqual(ids(lb), [`127.0.1.1:${port}`, `127.0.1.2:${port}`]);
+      assert.deepEqual(warnings(lines).map((l) => [l.type, l.code]), [["AAAA", "EREFUSED"]], "one warning, naming the query (AAAA, refused), and the source is not lost");
+
+      const v6lines: string[] = [];
+      const v6lb = await startBalancer({ discover: `dns://${v6only}:${port}`, dnsServer: refusing.server }, v6lines);
+      balancers.push(v6lb);
+      assert.deepEqual(ids(v6lb), [`[fd00::7]:${port}`], "the AAAA answer's node");
+      assert.deepEqual(warnings(v6lines).map((l) => [l.type, l.code]), [["A", "EREFUSED"]]);
+    } finally {
+      await closeAll();
+      await refusing.stop();
+    }
+  });
+
   it("follows a nodes file: changes within a second, a broken file keeps the last good list and says where", async () => {
     const file = path.join(dir, "nodes.json");
     const spec = (i: number): string => `id=n${i},internal=${node(i).internal.host}:${node(i).internal.port}`;
@@ -345,6 +378,32 @@ describe("DNS source timing", () => {
     await sleep(500);
     z.stop();
     assert.ok(gaps(zero.calls).every((g) => g >= 140), `TTL 0 waits the min interval: ${gaps(zero.calls)}`);
+  });
+
+  it("uses one record type's answer when the other's query fails, that type keeping its last records", async () => {
+    const fail = (code: string) => async (): Promise<never> => Promise.reject(Object.assign(new Error(`query ${code} nodes.example`), { code }));
+    let a: () => Promise<Array<{ address: string; ttl: number }>> = async () => [{ address: "10.0.0.1", ttl: 1 }];
+    let aaaa: () => Promise<Array<{ address: string; ttl: number }>> = fail("ESERVFAIL");
+    const resolver: DnsResolver = { resolve4: () => a(), resolve6: () => aaaa(), resolveSrv: fail("ENODATA") };
+    const s = run(resolver, 50, 50);
+    const listed = (): string[] | undefined => s.lists.at(-1)?.map((n) => n.id);
+    const dnsWarnings = (): Array<[string, string]> => s.lines.map((l) => JSON.parse(l) as { level: number; msg: string; type: string; code: string }).filter((l) => l.level === 40 && l.msg.startsWith("DNS query")).map((l) => [l.type, l.code]);
+    await waitFor("the A answer", () => listed()?.join() === "10.0.0.1:5222");
+    assert.equal(await s.up(), "1", "the source answered, although AAAA failed");
+
+    aaaa = async () => [{ address: "2001:db8::2", ttl: 1 }];
+    await waitFor("both answers", () => listed()?.join() === "10.0.0.1:5222,[2001:db8::2]:5222");
+    aaaa = fail("EREFUSED");
+    a = async () => [{ address: "10.0.0.3", ttl: 1 }];
+    await waitFor("the new A answer", () => listed()?.join() === "10.0.0.3:5222,[2001:db8::2]:5222", 2000);
+    a = fail("ETIMEOUT");
+    aaaa = async () => [{ address: "2001:db8::4", ttl: 1 }];
+    await waitFor("the reverse: the new AAAA answer, the last A records", () => listed()?.join() === "10.0.0.3:5222,[2001:db8::4]:5222", 2000);
+    aaaa = fail("ESERVFAIL");
+    await waitFor("up is 0 when both fail", async () => (await s.up()) === "0", 2000);
+    assert.equal(listed()?.join(), "10.0.0.3:5222,[2001:db8::4]:5222", "the last list stays");
+    s.stop();
+    assert.deepEqual(dnsWarnings(), [["AAAA", "ESERVFAIL"], ["AAAA", "EREFUSED"], ["A", "ETIMEOUT"]], "each query named when it starts failing, once");
   });
 
   it("keeps the last list through failures and empty answers, backs off, and says so once per transition", async () => {

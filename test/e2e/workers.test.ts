@@ -5,11 +5,31 @@ import { listeningPort, runCli, type CliRun } from "../support/cli.js";
 import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { freePort, waitFor } from "../support/wait.js";
-import { tlsResumption } from "../support/raw.js";
+import { RawXmpp, STREAM_OPEN, plainAuth, tlsResumption } from "../support/raw.js";
 import type { StatusReport } from "../../src/control/status-view.js";
 
 const PASSWORD = "correct horse";
 const users = Array.from({ length: 6 }, (_, i) => `w${i}`);
+
+/** Starts `xmpp-lb --workers 2 ARGS` and waits until both workers listen. */
+async function startWorkers(args: string[]): Promise<{ run: CliRun; port: number }> {
+  const run = runCli(["--workers", "2", "--domain", "lb.test", "--tls-cert", "examples/tls/server.pem", "--tls-key", "examples/tls/server.key", "--shutdown-timeout", "1", ...args]);
+  const port = await listeningPort(run.child);
+  await waitFor("both workers listening", () => listening(run) >= 2, 20_000);
+  return { run, port };
+}
+
+const listening = (run: CliRun): number => (run.stdout().match(/"msg":"listening"/g) ?? []).length;
+
+/** Pids of the processes that logged `msg`. */
+const pidsThatLogged = (run: CliRun, msg: string): Set<number> =>
+  new Set(
+    run
+      .stdout()
+      .split("\n")
+      .filter((l) => l.includes(`"msg":"${msg}"`))
+      .map((l) => (JSON.parse(l) as { pid: number }).pid),
+  );
 
 /** `--workers 2` through the CLI, in front of real Prosody nodes. */
 describe("--workers", () => {
@@ -52,6 +72,9 @@ describe("--workers", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
     assert.match(metrics, /^xmpp_lb_connections_total\{listener="127\.0\.0\.1:0",outcome="forwarded",transport="tcp"\} 12$/m, "the primary sums both workers");
     assert.match(metrics, /^xmpp_lb_node_up\{node="n1"\} 1$/m);
+    // The primary keeps the limits' counts for all workers: one limit, not one per worker.
+    assert.match(metrics, /^xmpp_lb_preauth_connections_limit 10000$/m);
+    assert.match(metrics, /^xmpp_lb_preauth_connections 0$/m, "every client was handed over");
     const status = (await (await fetch(`http://127.0.0.1:${admin}/status`)).json()) as StatusReport;
     assert.deepEqual(status.instance.workers, { configured: 2, running: 2, restarts: 0 });
     assert.equal(status.rates?.perMinute?.forwards, 12, "the status page's rates read both workers");
@@ -102,6 +125,85 @@ describe("--workers", () => {
     } finally {
       tlsRun.child.kill("SIGTERM");
       await tlsRun.done;
+    }
+  });
+
+  it("gives back what a killed worker held: its sessions no longer count against the node's maxconn", async () => {
+    const [admin, listen] = [await freePort(), await freePort()];
+    const [node] = nodeFlags(cluster.nodes);
+    // A fixed port: with every worker gone at once, a port 0 would be bound anew by their replacements.
+    const { run: killRun, port } = await startWorkers(["--listen", `127.0.0.1:${listen}`, "--metrics", `127.0.0.1:${admin}`, "--node", `${node},maxconn=2`]);
+    const load = async (): Promise<number> => ((await (await fetch(`http://127.0.0.1:${admin}/nodes`)).json()) as { nodes: { load: number }[] }).nodes[0]!.load;
+    const sessions: Client[] = [];
+    try {
+      for (const user of ["w0", "w1"]) sessions.push(await login({ port, username: user, password: PASSWORD }));
+      await waitFor("both sessions counted", async () => (await load()) === 2);
+      // Every worker holding a session dies without a word to the primary; their clients' connections break.
+      for (const pid of pidsThatLogged(killRun, "forwarded")) process.kill(pid, "SIGKILL");
+      await stopAll(sessions.splice(0));
+      await waitFor("the dead workers' sessions to be given back", async () => (await load()) === 0, 10_000);
+      await waitFor("the replacement workers listening", () => listening(killRun) >= 4, 20_000);
+      for (const user of ["w2", "w3"]) sessions.push(await login({ port, username: user, password: PASSWORD }));
+      await waitFor("the new users counted", async () => (await load()) === 2);
+    } finally {
+      await stopAll(sessions);
+      killRun.child.kill("SIGTERM");
+      await killRun.done;
+    }
+  });
+
+  it("counts --max-connections-per-address over all workers, not per worker, and gives back a dead worker's share", async () => {
+    const [node] = nodeFlags(cluster.nodes);
+    const listen = await freePort();
+    const { run: limitRun, port } = await startWorkers(["--listen", `127.0.0.1:${listen}`, "--node", node!, "--max-connections-per-address", "2"]);
+    const open: RawXmpp[] = [];
+    /** Opens `count` connections from one address, one after another: how many were refused. */
+    const refusals = async (count: number): Promise<number> => {
+      let refused = 0;
+      for (let i = 0; i < count; i++) {
+        const c = await RawXmpp.connect(port, "127.0.0.1", { localAddress: "127.0.0.40" });
+        open.push(c);
+        c.send(STREAM_OPEN);
+        const text = await c.until(/<\/stream:features>|<\/stream:error>/);
+        if (/too many connections from your address/.test(text)) refused += 1;
+      }
+      return refused;
+    };
+    try {
+      // Round robin hands these to both workers in turn: each worker alone would admit two.
+      assert.equal(await refusals(4), 2, "two of four connections from one address admitted");
+      // The admitted two die with their workers: no close is reported for them, the primary gives them back.
+      for (const pid of pidsThatLogged(limitRun, "listening")) process.kill(pid, "SIGKILL");
+      await Promise.all(open.splice(0).map((c) => c.closed));
+      await waitFor("the replacement workers listening", () => listening(limitRun) >= 4, 20_000);
+      assert.equal(await refusals(2), 0, "the address has its two connections again");
+    } finally {
+      for (const c of open) c.destroy();
+      limitRun.child.kill("SIGTERM");
+      await limitRun.done;
+    }
+  });
+
+  it("counts --max-auth-failures-per-address over all workers, not per worker", async () => {
+    const [node] = nodeFlags(cluster.nodes);
+    const { run: authRun, port } = await startWorkers(["--listen", "127.0.0.1:0", "--node", node!, "--sasl-mechanisms", "PLAIN", "--max-auth-failures-per-address", "2"]);
+    const attempt = async (password: string): Promise<string> => {
+      const c = await RawXmpp.connect(port, "127.0.0.1", { localAddress: "127.0.0.41" });
+      try {
+        await c.secureStream();
+        c.send(plainAuth("w5", password));
+        return await c.until(/<success|<failure|<stream:error>/);
+      } finally {
+        c.destroy();
+      }
+    };
+    try {
+      // One failure on each worker (round robin), then both workers refuse the address.
+      for (let i = 0; i < 2; i++) assert.match(await attempt("wrong"), /<failure/);
+      for (let i = 0; i < 2; i++) assert.match(await attempt(PASSWORD), /<policy-violation/, `attempt ${i + 3} was not refused`);
+    } finally {
+      authRun.child.kill("SIGTERM");
+      await authRun.done;
     }
   });
 });

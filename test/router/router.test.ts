@@ -20,7 +20,7 @@ const spec = (id: string, extra: Partial<NodeSpec> = {}): NodeSpec => ({
 const log = createLogger("silent");
 
 function setup(specs: NodeSpec[], zone?: string) {
-  const store = new MemoryStore(specs, { affinityGraceMs: 60_000 });
+  const store = new MemoryStore(specs, { affinityTtlMs: 60_000 });
   const nodes = new NodeTableHolder(NodeTable.fromSpecs(specs));
   const router = new Router(store, leastConnStrategy, nodes, { zone, metrics: new Metrics(), storeTimeoutMs: 250 });
   return { store, router, nodes };
@@ -96,7 +96,7 @@ describe("Router", () => {
 
   it("lets the first of two concurrent logins of one JID win the claim", async () => {
     const specs = [spec("n1"), spec("n2"), spec("n3"), spec("n4")];
-    const store = new MemoryStore(specs, { affinityGraceMs: 60_000 });
+    const store = new MemoryStore(specs, { affinityTtlMs: 60_000 });
     const router = (strategy: typeof hashStrategy): Router => new Router(store, strategy, new NodeTableHolder(NodeTable.fromSpecs(specs)), { metrics: new Metrics(), storeTimeoutMs: 250 });
     const routers = [router(hashStrategy), router(leastConnStrategy)];
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => routers[i % 2]!.route({ jid: "race@lb.test", domain: "lb.test" }, log)));

@@ -6,7 +6,7 @@ import type { StoredNode } from "../../src/store/store.js";
 
 describe("MemoryStore session directory", () => {
   let now = 1_000_000;
-  const store = new MemoryStore([], { affinityGraceMs: 300_000 }, () => now);
+  const store = new MemoryStore([], { affinityTtlMs: 300_000 }, () => now);
   after(() => store.close());
 
   it("keeps a JID on its node while a connection is open, then for the grace period", async () => {
@@ -63,7 +63,7 @@ describe("MemoryStore session directory", () => {
 });
 
 describe("MemoryStore release", () => {
-  const store = new MemoryStore([], { affinityGraceMs: 300_000 });
+  const store = new MemoryStore([], { affinityTtlMs: 300_000 });
   after(() => store.close());
 
   it("forgets a refused login's claim, so a flood of wrong passwords leaves nothing behind", async () => {
@@ -99,7 +99,7 @@ describe("MemoryStore release", () => {
 
 describe("MemoryStore drain", () => {
   const node = (id: string): NodeSpec => ({ id, weight: 1, domains: [], internal: { host: "127.0.0.1", port: 1 }, external: { host: "127.0.0.1", port: 1 } });
-  const store = new MemoryStore([node("n1"), node("n2")], { affinityGraceMs: 300_000 });
+  const store = new MemoryStore([node("n1"), node("n2")], { affinityTtlMs: 300_000 });
   after(() => store.close());
   const draining = (nodes: readonly StoredNode[]): string[] => nodes.filter((n) => n.draining).map((n) => n.id);
 

@@ -30,6 +30,14 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
 const spec = (id: string, port = 5222): NodeSpec => ({ id, internal: { host: "10.0.0.1", port }, external: { host: `${id}.example.test`, port: 5222 }, weight: 1, domains: [] });
 const ids = (nodes: readonly StoredNode[]): string[] => nodes.map((n) => n.id);
 
+/** The part of a key Redis Cluster hashes when it has one (the cluster spec): from the first `{` to the next `}`, if not empty. */
+function hashTag(key: string): string | null {
+  const open = key.indexOf("{");
+  if (open === -1) return null;
+  const close = key.indexOf("}", open + 1);
+  return close === -1 || close === open + 1 ? null : key.slice(open + 1, close);
+}
+
 interface Backend {
   url: string;
   servers: RedisServer[];
@@ -68,7 +76,7 @@ function fixture(backend: () => Backend) {
     prefix: currentPrefix,
     /** A store, connected unless `connected` is false (connecting may take longer than one call may). */
     async store(options: Partial<RedisStoreOptions> = {}, connected = true): Promise<RedisStore> {
-      const store = new RedisStore(backend().url, { prefix: currentPrefix(), affinityGraceMs: GRACE_MS, loadsRefreshMs: LOADS_REFRESH_MS, nodeRefreshMs: 300, timeoutMs: TIMEOUT_MS, ...options });
+      const store = new RedisStore(backend().url, { prefix: currentPrefix(), affinityTtlMs: GRACE_MS, loadsRefreshMs: LOADS_REFRESH_MS, nodeRefreshMs: 300, timeoutMs: TIMEOUT_MS, ...options });
       open.push(store);
       if (connected) await store.waitUntilUp(5000);
       return store;
@@ -92,7 +100,7 @@ async function startDoomedInstance(url: string, prefix: string): Promise<{ kill(
   const storeModule = new URL("../../src/store/redis-store.ts", import.meta.url).href;
   const code = `
     import { RedisStore } from ${JSON.stringify(storeModule)};
-    const store = new RedisStore(${JSON.stringify(url)}, { prefix: ${JSON.stringify(prefix)}, affinityGraceMs: ${GRACE_MS}, loadsRefreshMs: ${LOADS_REFRESH_MS} });
+    const store = new RedisStore(${JSON.stringify(url)}, { prefix: ${JSON.stringify(prefix)}, affinityTtlMs: ${GRACE_MS}, loadsRefreshMs: ${LOADS_REFRESH_MS} });
     await store.waitUntilUp(5000);
     await store.claim("doomed@lb.test", "n1", []);
     await store.connectionOpened("doomed@lb.test", "n1");
@@ -196,6 +204,20 @@ for (const { name, start } of backends) {
         );
       }
       assert.deepEqual(await t.keys(`${t.prefix()}jid:*`), []);
+    });
+
+    it("keeps hash tags out of account names: a JID with { and } cannot choose its Cluster slot", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      // Distinct JIDs, some of them what another one's escape would look like.
+      const jids = ["{nodes}x@lb.test", "a}b{c}@lb.test", "%7Bnodes%7Dx@lb.test", "{}{loads}@lb.test", "%@lb.test", "%25@lb.test"];
+      for (const [i, jid] of jids.entries()) assert.deepEqual(await a.claim(jid, `n${i}`, []), { owner: `n${i}`, wrote: true }, jid);
+      for (const [i, jid] of jids.entries()) assert.equal(await b.lookup(jid), `n${i}`, `${jid} is found again, under its own key`);
+      const keys = await t.keys(`${t.prefix()}jid:*`);
+      assert.equal(keys.length, jids.length);
+      assert.equal(hashTag(`${t.prefix()}{nodes}:index`), "nodes"); // the control keys do have their tag
+      for (const key of keys) assert.equal(hashTag(key), null, `${key}: hashed whole, no tag of the client's`);
+      assert.ok(keys.includes(`${t.prefix()}jid:%7Bnodes%7Dx@lb.test`), `readable escapes: ${keys.join(" ")}`);
     });
 
     it("sums loads across instances: open connections, and redirects apart from them", async () => {
@@ -407,7 +429,7 @@ describe("parseRedisUrl", () => {
         url,
       );
     }
-    assert.throws(() => new RedisStore("redis:/oops", { affinityGraceMs: 1000 }), ConfigError);
+    assert.throws(() => new RedisStore("redis:/oops", { affinityTtlMs: 1000 }), ConfigError);
   });
 });
 

@@ -9,6 +9,11 @@
 // --local-ttl=1 gives local answers a TTL of 1 s; --local=/test/ makes
 // unknown *.test names NXDOMAIN instead of "no upstream" refusals. The process
 // is the test's own, killed when the test process exits (children.ts).
+//
+// `refuse` names get --server=/NAME/# instead: their hosts-file records are
+// answered, and a query of a type the file has none of for them goes to the
+// (absent) upstream servers, which dnsmasq answers REFUSED. So an A-only name
+// has its AAAA refused, an AAAA-only name its A, as by a real resolver.
 
 import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort, sleep } from "./wait.js";
@@ -63,6 +68,7 @@ class Server implements Dnsmasq {
   constructor(
     readonly port: number,
     private readonly dir: string,
+    private readonly refuse: readonly string[] = [],
   ) {
     this.logFile = path.join(dir, "dnsmasq.log");
     this.hostsFile = path.join(dir, "hosts");
@@ -98,6 +104,7 @@ class Server implements Dnsmasq {
       `--conf-file=${this.confFile}`,
       "--local-ttl=1",
       "--local=/test/",
+      ...this.refuse.map((name) => `--server=/${name}/#`),
       "--log-queries",
       "--log-facility=-",
     ];
@@ -180,14 +187,14 @@ class Server implements Dnsmasq {
 }
 
 /** Starts dnsmasq on a free loopback port with the given A and SRV records. */
-export async function startDnsmasq(opts: { hosts?: Array<[string, string]>; srv?: SrvEntry[] } = {}): Promise<Dnsmasq> {
+export async function startDnsmasq(opts: { hosts?: Array<[string, string]>; srv?: SrvEntry[]; refuse?: string[] } = {}): Promise<Dnsmasq> {
   if (!existsSync(DNSMASQ)) throw new Error(`${DNSMASQ} not found: apt-get install dnsmasq (see .ci/run), or set DNSMASQ_BIN`);
   hookExit();
   const dir = mkdtempSync(path.join(os.tmpdir(), "xmpp-lb-dnsmasq-"));
   // Readable by any user, should a dnsmasq build insist on dropping privileges.
   chmodSync(dir, 0o755);
   liveDirs.add(dir);
-  const server = new Server(await freePort(HOST), dir);
+  const server = new Server(await freePort(HOST), dir, opts.refuse);
   await server.setHosts(opts.hosts ?? []);
   await server.setSrv(opts.srv ?? []);
   try {

@@ -45,6 +45,11 @@ const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
 /** The name exists in no record of the asked type: the last known list stays, as for a failure. */
 class EmptyAnswer extends Error {}
 
+type RecordType = "A" | "AAAA";
+
+/** One record type's answer for a name: its records, sorted (none for NOERROR without records, or NXDOMAIN), or the resolver's failure. */
+type TypeAnswer = { type: RecordType; records: RecordWithTtl[]; error?: undefined } | { type: RecordType; records?: undefined; error: NodeJS.ErrnoException };
+
 interface Answer {
   /** Nodes by SRV priority, lowest first (one group for A/AAAA). */
   groups: MemberNode[][];
@@ -73,7 +78,8 @@ const hostId = (host: string, port: number): string => (net.isIPv6(host) ? `[${h
  * `minIntervalMs` (node:dns gives no SRV TTL); both within the min and max
  * intervals. A failure, or an answer with no records, keeps the last known
  * list (never "no nodes" because DNS hiccupped) and is retried after the min
- * interval, doubling up to the max.
+ * interval, doubling up to the max. A and AAAA are asked apart: when one
+ * fails (a resolver refusing AAAA), the other's records still count.
  */
 export class DnsSource implements MembershipSource {
   readonly name: string;
@@ -90,6 +96,10 @@ export class DnsSource implements MembershipSource {
   private stopped = false;
   private failures = 0;
   private readonly zeroWeightSaid = new Set<string>();
+  /** dns://: the last records of each type, kept for a type whose query fails while the other answers. */
+  private readonly lastRecords = new Map<RecordType, RecordWithTtl[]>();
+  /** Queries failing now, by "TYPE name": warned when one starts failing (or fails with another code), not at every attempt. */
+  private readonly failingQueries = new Map<string, { name: string; code: string }>();
   private unsubscribe: (() => void) | undefined;
   private republishQueued = false;
 
@@ -196,30 +206,63 @@ export class DnsSource implements MembershipSource {
     this.onChange?.(listed);
   }
 
-  /** A and AAAA records of `name` (each family may be absent; both absent is an EmptyAnswer), IPv4 first, sorted. */
-  private async addresses(name: string): Promise<RecordWithTtl[]> {
-    const family = async (query: () => Promise<RecordWithTtl[]>): Promise<RecordWithTtl[]> => {
+  /**
+   * The A and the AAAA answer of `name`, in that order, asked side by side. A
+   * type whose query fails gives its error, and the other's records still
+   * count: a resolver that refuses or fails one type must not cost the nodes
+   * the other names. Throws the failure when no query gave records (both
+   * failed, or one failed and the other has none): nothing is known then.
+   */
+  private async addresses(name: string): Promise<TypeAnswer[]> {
+    const ask = async (type: RecordType, query: () => Promise<RecordWithTtl[]>): Promise<TypeAnswer> => {
       try {
-        return await query();
+        return { type, records: [...(await query())].sort((x, y) => (x.address < y.address ? -1 : x.address > y.address ? 1 : 0)) };
       } catch (err) {
-        if (NO_RECORDS.has((err as NodeJS.ErrnoException).code ?? "")) return [];
-        throw err;
+        const error = err as NodeJS.ErrnoException;
+        return NO_RECORDS.has(error.code ?? "") ? { type, records: [] } : { type, error };
       }
     };
     const { resolver } = this.options;
-    const [a, aaaa] = await Promise.all([family(() => resolver.resolve4(name, { ttl: true })), family(() => resolver.resolve6(name, { ttl: true }))]);
-    const sort = (records: RecordWithTtl[]): RecordWithTtl[] => [...records].sort((x, y) => (x.address < y.address ? -1 : x.address > y.address ? 1 : 0));
-    return [...sort(a), ...sort(aaaa)];
+    const answers = await Promise.all([ask("A", () => resolver.resolve4(name, { ttl: true })), ask("AAAA", () => resolver.resolve6(name, { ttl: true }))]);
+    const answered = answers.some((a) => a.records !== undefined && a.records.length > 0);
+    for (const answer of answers) {
+      const key = `${answer.type} ${name}`;
+      const was = this.failingQueries.get(key);
+      if (answer.error === undefined) {
+        if (was === undefined) continue;
+        this.failingQueries.delete(key);
+        this.log.info({ source: this.name, name, type: answer.type }, `DNS query for ${answer.type} records answers again`);
+        continue;
+      }
+      // When nothing answered, the source's own warning (once per transition) says it; a query is named when the other still counts.
+      if (!answered) continue;
+      const code = answer.error.code ?? "unknown";
+      if (was?.code !== code) {
+        const other = answer.type === "A" ? "AAAA" : "A";
+        this.log.warn({ source: this.name, name, type: answer.type, code, reason: answer.error.message }, `DNS query for ${answer.type} records failed: the ${other} records are used`);
+      }
+      this.failingQueries.set(key, { name, code });
+    }
+    const failed = answers.find((a) => a.error !== undefined);
+    if (failed !== undefined && !answered) throw failed.error;
+    return answers;
   }
 
   private async resolveHost(spec: DnsDiscovery): Promise<Answer> {
-    const records = await this.addresses(spec.host);
-    if (records.length === 0) throw new EmptyAnswer(`no A or AAAA record for ${spec.host}`);
+    const answers = await this.addresses(spec.host);
+    const fresh = answers.flatMap((a) => a.records ?? []);
+    if (fresh.length === 0) throw new EmptyAnswer(`no A or AAAA record for ${spec.host}`);
+    const records = answers.flatMap((a) => {
+      // A type whose query failed keeps its last records: a failure says nothing about them.
+      if (a.records === undefined) return this.lastRecords.get(a.type) ?? [];
+      this.lastRecords.set(a.type, a.records);
+      return a.records;
+    });
     const seen = new Set<string>();
     const nodes = records
       .filter((r) => !seen.has(r.address) && seen.add(r.address))
       .map((r) => memberNode(spec, hostId(r.address, spec.port), { host: r.address, port: spec.port }, r.address, spec.weight));
-    return { groups: [nodes], ttl: Math.min(...records.map((r) => r.ttl)) };
+    return { groups: [nodes], ttl: Math.min(...fresh.map((r) => r.ttl)) };
   }
 
   private async resolveSrv(spec: SrvDiscovery): Promise<Answer> {
@@ -240,11 +283,13 @@ export class DnsSource implements MembershipSource {
     await Promise.all(
       targets.map(async (target) => {
         if (net.isIP(target) !== 0) return void addressOf.set(target, target);
-        const [first] = await this.addresses(target);
+        const first = (await this.addresses(target)).find((a) => a.records !== undefined && a.records.length > 0)?.records?.[0];
         if (first !== undefined) addressOf.set(target, first.address);
         else this.log.debug({ source: this.name, target }, "SRV target has no A or AAAA record here: the node is dialed by name");
       }),
     );
+    // Targets that left DNS: forget their failing queries, so they are not remembered for ever.
+    for (const [key, query] of this.failingQueries) if (!targets.includes(query.name)) this.failingQueries.delete(key);
 
     const byPriority = new Map<number, MemberNode[]>();
     const ids = new Set<string>();

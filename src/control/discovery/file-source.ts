@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { MemberNode } from "../../cluster/node.js";
-import { parseNode } from "../../config.js";
+import { parseNode } from "../../node-keys.js";
 import type { Logger } from "../../log.js";
 import type { Metrics } from "../../metrics.js";
 import type { MembershipSource } from "../membership.js";

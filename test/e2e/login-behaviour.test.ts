@@ -10,11 +10,15 @@ import { WS_OPEN, plainAuthXml, rawWebSocket } from "../support/websocket.js";
 const PASSWORD = "attempts pw";
 const DOMAIN = "lb.test";
 /** What ends one SASL attempt, as the client reads it. */
-const OUTCOME = /<success|<failure|<stream:error/g;
+const OUTCOME = /<success|<failure|<stream:error|see-other-uri/g;
 
 /** A client on one stream, driven by hand: it logs in as many times as a test says, and reads each outcome. */
 interface LoginStream {
   auth(user: string, password: string): void;
+  /** Sends one top-level element as the transport frames it. */
+  sendRaw(xml: string): void;
+  /** Everything received so far, as text. */
+  received(): string;
   /** The `n`-th outcome on this stream (1-based): success, failure, or the stream error's condition. */
   outcome(n: number): Promise<string>;
   close(): void;
@@ -30,7 +34,13 @@ function outcomeOf(texts: string[], n: number): string | undefined {
   const found = texts.join("").match(OUTCOME) ?? [];
   if (found.length < n) return undefined;
   const all = texts.join("");
-  if (found[n - 1] === "<stream:error") return /<([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-streams'/.exec(all.slice(all.indexOf("<stream:error")))?.[1] ?? "stream-error";
+  if (found[n - 1] === "see-other-uri") return "see-other-uri";
+  if (found[n - 1] === "<stream:error") {
+    // The n-th stream error's condition: count the stream errors before it.
+    const errors = [...all.matchAll(/<stream:error[^>]*><([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-streams'/g)];
+    const index = found.slice(0, n - 1).filter((f) => f === "<stream:error").length;
+    return errors[index]?.[1] ?? "stream-error";
+  }
   return found[n - 1]!.slice(1);
 }
 
@@ -54,6 +64,8 @@ const TRANSPORTS: Transport[] = [
       void c.closed.then(() => (closed = true));
       return {
         auth: (user, password) => c.send(plainAuth(user, password)),
+        sendRaw: (xml) => c.send(xml),
+        received: () => c.received,
         outcome: (n) => poll(() => outcomeOf([c.received], n), () => closed && outcomeOf([c.received], n) === undefined, () => c.received),
         close: () => c.destroy(),
       };
@@ -69,6 +81,8 @@ const TRANSPORTS: Transport[] = [
       void ws.closed.then(() => (closed = true));
       return {
         auth: (user, password) => ws.socket.send(plainAuthXml(user, password)),
+        sendRaw: (xml) => ws.socket.send(xml),
+        received: () => ws.messages.join(""),
         outcome: (n) => poll(() => outcomeOf(ws.messages, n), () => closed && outcomeOf(ws.messages, n) === undefined, () => JSON.stringify(ws.messages)),
         close: () => ws.socket.terminate(),
       };
@@ -82,12 +96,12 @@ const TRANSPORTS: Transport[] = [
  * again, and its next <auth/> goes through the failed-login limits and the
  * routing as its own login, charged to the JID it names.
  */
-describe("every login attempt on a stream passes the limits and the routing", () => {
+describe("the login, the same over every transport", () => {
   let cluster: ProsodyCluster;
   const balancers: TestBalancer[] = [];
   const clients: Client[] = [];
   const streams: LoginStream[] = [];
-  const users = ["alice", "mallory", "decoy", "victim", "self"];
+  const users = ["alice", "mallory", "decoy", "victim", "self", "looper"];
   const balancer = async (extra: Parameters<typeof startBalancer>[0] = {}): Promise<TestBalancer> => {
     const lb = await startBalancer({ listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], mode: "forward", saslMechanisms: ["PLAIN"], node: nodeFlags(cluster.nodes), ...extra });
     balancers.push(lb);
@@ -141,6 +155,38 @@ describe("every login attempt on a stream passes the limits and the routing", ()
         const other = await open(transport, lb, "127.0.3.4");
         other.auth("decoy", PASSWORD);
         assert.equal(await other.outcome(1), "success", "decoy had one failure only");
+      });
+
+      it("answers a stanza before login with <not-authorized/>, and a mechanism not offered with <invalid-mechanism/>", async () => {
+        const lb = await balancer();
+        const stream = await open(transport, lb, "127.0.3.6");
+        stream.sendRaw("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-OTHER'>AAAA</auth>");
+        assert.equal(await stream.outcome(1), "failure");
+        assert.match(stream.received(), /<invalid-mechanism\/>/);
+        stream.sendRaw("<message xmlns='jabber:client' to='alice@lb.test'><body>hi</body></message>");
+        assert.equal(await stream.outcome(2), "not-authorized");
+      });
+
+      it("forwards a client that comes back right after its redirect (the redirect-loop rule), and counts it", async () => {
+        const lb = await balancer({ mode: "redirect", listen: ["127.0.0.1:0,mode=redirect", "ws://127.0.0.1:0/xmpp-websocket,mode=redirect"] });
+        const first = await open(transport, lb, "127.0.3.7");
+        first.auth("looper", PASSWORD);
+        assert.equal(await first.outcome(1), transport.name === "tcp" ? "see-other-host" : "see-other-uri");
+        const back = await open(transport, lb, "127.0.3.7");
+        back.auth("looper", PASSWORD);
+        assert.equal(await back.outcome(1), "success", "forwarded this time, and logged in by its node");
+        assert.match(await lb.balancer.metrics.registry.getSingleMetricAsString("xmpp_lb_redirect_loops_total"), / 1$/m);
+      });
+
+      it("answers a login no node can take with <temporary-auth-failure/>, and keeps the stream open", async () => {
+        // A node that answers no dial (a closed port, no WebSocket endpoint): every login finds none.
+        const lb = await balancer({ node: ["id=gone,internal=127.0.3.250:9"], dialTimeout: 0.3 });
+        const stream = await open(transport, lb, "127.0.3.8");
+        stream.auth("alice", PASSWORD);
+        assert.equal(await stream.outcome(1), "failure");
+        assert.match(stream.received(), /<temporary-auth-failure\/>/);
+        stream.auth("alice", PASSWORD);
+        assert.equal(await stream.outcome(2), "failure", "the stream stayed open for a retry");
       });
 
       it("keeps no entry for the JID a refused attempt named, and routes the next attempt by its own JID", async () => {
