@@ -16,7 +16,7 @@ function usageError(message: string): never {
 
 async function serve(argv: ConfigInput): Promise<void> {
   const config = resolveConfig(argv);
-  await runBalancer(config, createLogger(config.logLevel));
+  await runBalancer(config, createLogger(config.logLevel, config.logFormat));
 }
 
 export async function main(args: string[]): Promise<void> {

@@ -3,7 +3,7 @@ import { ConfigError } from "./errors.js";
 import type { HostPort } from "./cluster/address.js";
 import type { NodeSpec, ProxyVersion } from "./cluster/node.js";
 import type { ListenerConfig, Mode, Phase } from "./listener/listener.js";
-import type { LogLevel } from "./log.js";
+import type { LogFormat, LogLevel } from "./log.js";
 import type { StrategyName } from "./router/strategies.js";
 import type { Mechanism } from "./xmpp/sasl-identity.js";
 import type { DiscoverySpec } from "./control/discovery/discovery-url.js";
@@ -50,6 +50,8 @@ export interface BalancerConfig {
   /** Bearer token every admin POST must carry (`--admin-token`, or read from `--admin-token-file` at start). */
   adminToken?: string;
   logLevel: LogLevel;
+  /** `--log-format`: `pretty` when stdout is a terminal, `json` otherwise, unless chosen. */
+  logFormat: LogFormat;
   /** The balancer's zone: nodes of this zone are preferred. */
   zone?: string;
   /** How long a JID stays on its node after its last connection. */

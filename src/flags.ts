@@ -6,7 +6,7 @@ import { parseDiscoverUrl, parseDnsServer } from "./control/discovery/discovery-
 import { ConfigError } from "./errors.js";
 import { count, hostPort, list, oneOf, positiveInt, seconds } from "./flag-values.js";
 import { TLS_VERSIONS } from "./listener/tls-context.js";
-import { LOG_LEVELS } from "./log.js";
+import { LOG_FORMATS, LOG_LEVELS, defaultLogFormat } from "./log.js";
 import { PROXY_VERSIONS, nodeSyntax, parseNode } from "./node-keys.js";
 import { STRATEGIES } from "./router/strategies.js";
 import { parseRedisUrl } from "./store/redis-url.js";
@@ -183,13 +183,21 @@ export const SERVE_FLAGS = {
   metrics: flag({
     type: "string",
     field: "metrics",
-    describe: "HOST:PORT for /metrics, /healthz and /nodes (e.g. 127.0.0.1:9102)",
+    describe: "HOST:PORT for the status page (/, and its JSON at /status), /metrics, /healthz and /nodes (e.g. 127.0.0.1:9102)",
     parse: (address: string | undefined, name: string) => (address === undefined ? undefined : hostPort(name, address)),
   }),
   "admin-host": listFlag({ field: "adminHosts", describe: "a name the admin endpoint answers to besides its own address (e.g. lb1.internal, at any port); repeatable", parse: (hosts: string[]) => hosts.map(parseAdminHost) }),
   "admin-token": textFlag({ describe: "bearer token the admin endpoint's POSTs (drain, undrain) must carry" }),
   "admin-token-file": textFlag({ describe: "file holding the --admin-token, read at start" }),
   "log-level": choiceFlag({ field: "logLevel", choices: LOG_LEVELS, default: "info", describe: "how much is logged (silent: nothing)" }),
+  "log-format": flag({
+    type: "string",
+    field: "logFormat",
+    choices: LOG_FORMATS,
+    describe: "json (one object per line) or pretty (one readable line per event); default: pretty on a terminal, else json",
+    // No fixed default: it depends on where stdout goes.
+    parse: (format: string | undefined, name: string) => (format === undefined ? defaultLogFormat() : oneOf(name, format, LOG_FORMATS)),
+  }),
 };
 
 type Flags = typeof SERVE_FLAGS;

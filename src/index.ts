@@ -1,4 +1,5 @@
 import type http from "node:http";
+import type { Registry } from "prom-client";
 import type { HostPort } from "./cluster/address.js";
 import type { NodeTableHolder } from "./cluster/node-table-holder.js";
 import { readBackendCa, type BalancerConfig } from "./config.js";
@@ -7,9 +8,14 @@ import { NodeHealth } from "./control/health.js";
 import { Membership } from "./control/membership.js";
 import { startDiscovery } from "./control/discovery/discovery.js";
 import { OfferedMechanisms } from "./control/offered-mechanisms.js";
+import { CountedAdmission } from "./control/counted-admission.js";
+import { followNodeMetrics } from "./control/node-metrics.js";
+import { RateWindow } from "./control/rate-window.js";
+import { listenerStatus, statusReport, type WorkersStatus } from "./control/status-view.js";
+import { VERSION } from "./version.js";
 import { ConfigError } from "./errors.js";
 import { listen, type BoundListener } from "./listener/listener.js";
-import { Admission, admissionLimits, type AdmissionGate } from "./listener/admission.js";
+import { admissionLimits, type AdmissionGate } from "./listener/admission.js";
 import { TlsContextHolder } from "./listener/tls-context.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -71,12 +77,21 @@ export interface Balancer {
 export interface BalancerDeps {
   logger?: Logger;
   store?: ClusterStore;
-  /** What /metrics answers, when not this process's own metrics (--workers: every worker's, summed). */
-  metricsText?: () => Promise<string>;
+  /** What /metrics answers and the status page's rates read, when not this process's own registry (--workers: every process's, summed). */
+  aggregateMetrics?: (own: Registry) => Promise<Registry>;
+  /** --workers: the processes that run the data path, and the listeners they share, for the status page. */
+  dataPath?: { workers: () => WorkersStatus; listeners: readonly ListenerConfig[] };
   /** Where the connection and failed-login counts are kept, when not in this process (--workers: the primary). */
   limits?: { admission: AdmissionGate; authFailures: AuthFailureGate };
 }
 
+
+/** The limits' counts in this process; one with listeners publishes its pre-auth count (with --workers, the primary does). */
+function ownLimits(config: BalancerConfig, metrics: Metrics): { admission: AdmissionGate; authFailures: AuthFailureGate } {
+  const admission = new CountedAdmission(admissionLimits(config));
+  if (config.listeners.length > 0) metrics.countPreauth(() => admission.preAuthConnections, config.maxPreauthConnections);
+  return { admission, authFailures: new AuthFailures(authFailureLimits(config)) };
+}
 
 /** The store `--store` names: embedded, or Redis with its round trips in the metrics. */
 function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
@@ -97,7 +112,8 @@ function openStore(config: BalancerConfig, metrics: Metrics): ClusterStore {
 
 /** Starts a balancer: listeners, routing over the store, health probes and the admin endpoint. */
 export async function createBalancer(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
-  const log = deps.logger ?? createLogger(config.logLevel);
+  const startedAt = Date.now();
+  const log = deps.logger ?? createLogger(config.logLevel, config.logFormat);
   const metrics = new Metrics();
   const tlsHolder = config.tls === undefined ? undefined : new TlsContextHolder(config.tls);
   const backendCa = config.backendCa === undefined ? undefined : readBackendCa(config.backendCa);
@@ -130,11 +146,14 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
-  const { admission, authFailures } = deps.limits ?? { admission: new Admission(admissionLimits(config)), authFailures: new AuthFailures(authFailureLimits(config)) };
+  const { admission, authFailures } = deps.limits ?? ownLimits(config, metrics);
   const verdicts = new LoginVerdicts(metrics, authFailures);
   const handoff = new Handoff(router, nodes, metrics, { dialTimeoutMs: config.dialTimeoutMs, redirects: redirectMemory, verdicts, trafficLimit: config.trafficLimit });
 
   const domains = new Set(config.domains);
+  const stopNodeMetrics = followNodeMetrics(nodes, config.domains, metrics);
+  const metricsRegistry = (): Promise<Registry> => deps.aggregateMetrics?.(metrics.registry) ?? Promise.resolve(metrics.registry);
+  const rates = new RateWindow(async () => (await metricsRegistry()).getMetricsAsJSON());
   const connections = new ClientConnections(metrics, log, admission, config.domains[0] ?? "localhost");
   const listeners: BoundListener[] = [];
   /** WebSocket clients and what destroys their listeners' connections: the TCP ones are in `connections`. */
@@ -146,6 +165,8 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     stopping = true;
     health.stop();
     membership.stop();
+    rates.stop();
+    stopNodeMetrics();
     redirectMemory.close();
     admission.close();
     authFailures.close();
@@ -239,9 +260,22 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
         token: config.adminToken,
         stopping: () => stopping,
         log: log.child({ component: "admin" }),
-        metricsText: deps.metricsText,
+        metricsText: async () => (await metricsRegistry()).metrics(),
+        status: () =>
+          statusReport({
+            nodes,
+            store,
+            rates,
+            discovery: () => discovery.sources(),
+            listeners: () => (deps.dataPath === undefined ? listeners.map((l) => listenerStatus(l.config, l.address)) : deps.dataPath.listeners.map((l) => listenerStatus(l))),
+            workers: deps.dataPath?.workers ?? (() => ({ configured: 1, running: 1, restarts: 0 })),
+            version: VERSION,
+            startedAt,
+            tokenRequired: config.adminToken !== undefined,
+          }),
       });
-      log.info({ address: admin.address }, "admin endpoint: /metrics /healthz /nodes");
+      rates.start();
+      log.info({ address: admin.address }, "admin endpoint: / (status page) /status /metrics /healthz /nodes");
     }
   } catch (err) {
     await closeAll();

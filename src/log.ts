@@ -5,18 +5,46 @@ export type { Logger };
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const LOG_FORMATS = ["json", "pretty"] as const;
+/** `json`: one JSON object per line, for log shippers; `pretty`: one readable line per event, for a person at a terminal. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** The format when none is chosen: readable on a terminal, JSON anywhere else (a pipe, a file, journald). */
+export function defaultLogFormat(stdout: { isTTY?: boolean } = process.stdout): LogFormat {
+  return stdout.isTTY === true ? "pretty" : "json";
+}
+
 /**
- * The root logger: JSON lines on stdout. SASL payloads and passwords are
- * never handed to a logger; the redact paths guard against a future slip.
+ * pino-pretty in a pino transport: its own worker thread formats the lines, so
+ * the event loop serializes JSON exactly as in the `json` format.
  */
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+function prettyStdout(): pino.DestinationStream {
+  return pino.transport({
+    target: "pino-pretty",
+    options: {
+      destination: 1,
+      colorize: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
+      translateTime: "SYS:yyyy-mm-dd HH:MM:ss.l",
+      ignore: "name,hostname",
+      singleLine: true,
+    },
+  }) as pino.DestinationStream;
+}
+
+/**
+ * The root logger: on stdout, JSON lines or (`pretty`) readable ones. SASL
+ * payloads and passwords are never handed to a logger; the redact paths
+ * guard against a future slip.
+ */
+export function createLogger(level: LogLevel, output?: LogFormat | pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     name: "xmpp-lb",
     level,
     base: { pid: process.pid },
     redact: { paths: ["password", "payload", "auth", "*.password", "*.payload"], censor: "[redacted]" },
   };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  if (output === "pretty") return pino(options, prettyStdout());
+  return output === undefined || output === "json" ? pino(options) : pino(options, output);
 }
 
 /** A log method as the balancer calls it: fields and a message, or a message. */

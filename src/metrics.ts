@@ -1,5 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
+/** What `Registry.getMetricsAsJSON()` gives (prom-client does not export the type by name): how `--workers` processes send their metrics. */
+export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
+
 export type ConnectionOutcome = "redirected" | "forwarded" | "rejected" | "failed" | "abandoned";
 
 /** The balancer's Prometheus metrics, on a Registry it owns (never the global one). */
@@ -23,6 +26,12 @@ export class Metrics {
   readonly nodes: Gauge<"state" | "source">;
   readonly discoveryUp: Gauge<"source">;
   readonly discoveryNodes: Gauge<"source">;
+  readonly nodeState: Gauge<"node" | "state">;
+  readonly domainNodesUp: Gauge<"domain">;
+  readonly preauthConnections: Gauge;
+  readonly preauthLimit: Gauge;
+  readonly workerRestarts: Counter;
+  private preauthSource: () => number = () => 0;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -141,6 +150,46 @@ export class Metrics {
       aggregator: "max",
       registers,
     });
+    this.nodeState = new Gauge({
+      name: "xmpp_lb_node_state",
+      help: "1 for each node's current state (up, suspect, down, draining), 0 for the others",
+      labelNames: ["node", "state"],
+      aggregator: "max",
+      registers,
+    });
+    this.domainNodesUp = new Gauge({
+      name: "xmpp_lb_domain_nodes_up",
+      help: "Nodes that take new users for each domain served (up, not draining, serving it)",
+      labelNames: ["domain"],
+      aggregator: "max",
+      registers,
+    });
+    const preauth = (): number => this.preauthSource();
+    this.preauthConnections = new Gauge({
+      name: "xmpp_lb_preauth_connections",
+      help: "Client connections in the pre-auth dialogue now: what --max-preauth-connections bounds",
+      registers,
+      // Read at each scrape: accepting a connection costs no metric update.
+      collect() {
+        this.set(preauth());
+      },
+    });
+    this.preauthLimit = new Gauge({
+      name: "xmpp_lb_preauth_connections_limit",
+      help: "The --max-preauth-connections that xmpp_lb_preauth_connections is held to (0: no limit)",
+      registers,
+    });
+    this.workerRestarts = new Counter({
+      name: "xmpp_lb_worker_restarts_total",
+      help: "Worker processes (--workers) that died and were started again",
+      registers,
+    });
     collectDefaultMetrics({ register: registry, prefix: "xmpp_lb_" });
+  }
+
+  /** Where `xmpp_lb_preauth_connections` reads the count (the admission's), and the limit it is held to. */
+  countPreauth(source: () => number, limit: number): void {
+    this.preauthSource = source;
+    this.preauthLimit.set(limit);
   }
 }

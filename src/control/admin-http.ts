@@ -6,6 +6,8 @@ import type { Metrics } from "../metrics.js";
 import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { ClusterStore } from "../store/store.js";
 import { AdminAccess } from "./admin-access.js";
+import { STATUS_PAGE, STATUS_PAGE_HEADERS } from "./status-page.js";
+import type { StatusReport } from "./status-view.js";
 
 const DRAIN = /^\/nodes\/([A-Za-z0-9._-]+)\/(drain|undrain)$/;
 
@@ -20,11 +22,15 @@ export interface AdminHttpDeps {
   /** True once the balancer stops accepting: /healthz then answers 503. */
   stopping: () => boolean;
   log: Logger;
-  metricsText?: () => Promise<string>;
+  /** What /metrics answers: this process's metrics, or (--workers) every process's, summed. */
+  metricsText: () => Promise<string>;
+  /** What /status answers, and the status page at / shows. */
+  status: () => Promise<StatusReport>;
 }
 
 /**
- * The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (200 while at
+ * The admin HTTP endpoint: the status page at `/` and its JSON, `/status`;
+ * `/metrics` (Prometheus), `/healthz` (200 while at
  * least one node takes users and the balancer is not stopping: an ELB/NLB
  * target-group check), `/nodes`, and `POST /nodes/ID/drain|undrain` (through
  * the store, so with Redis every balancer instance sees it). Requests that do
@@ -57,8 +63,19 @@ export function startAdminHttp(address: HostPort, deps: AdminHttpDeps): Promise<
       return;
     }
     if (req.method !== "GET" && req.method !== "HEAD") return reply(405, "text/plain", "method not allowed\n");
+    if (path === "/") {
+      res.writeHead(200, STATUS_PAGE_HEADERS).end(STATUS_PAGE);
+      return;
+    }
+    if (path === "/status") {
+      deps.status().then(
+        (status) => reply(200, "application/json", JSON.stringify(status) + "\n"),
+        (err: Error) => reply(500, "text/plain", `${err.message}\n`),
+      );
+      return;
+    }
     if (path === "/metrics") {
-      (deps.metricsText?.() ?? deps.metrics.registry.metrics()).then(
+      deps.metricsText().then(
         (text) => reply(200, deps.metrics.registry.contentType, text),
         (err: Error) => reply(500, "text/plain", `${err.message}\n`),
       );
@@ -83,7 +100,7 @@ export function startAdminHttp(address: HostPort, deps: AdminHttpDeps): Promise<
       );
       return;
     }
-    reply(404, "text/plain", "not found: try /metrics, /healthz or /nodes\n");
+    reply(404, "text/plain", "not found: try / (the status page), /status, /metrics, /healthz or /nodes\n");
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

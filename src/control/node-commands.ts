@@ -3,7 +3,7 @@ import { readBackendCa } from "../config.js";
 import { ConfigError } from "../errors.js";
 import { seconds } from "../flag-values.js";
 import { SERVE_FLAGS, yargsOption } from "../flags.js";
-import { createLogger, type LogLevel } from "../log.js";
+import { createLogger, defaultLogFormat, type LogFormat, type LogLevel } from "../log.js";
 import { nodeKeyOption, parseNode, type NodeKeyName } from "../node-keys.js";
 import { RedisRegistry } from "../store/redis-registry.js";
 import { probeNode } from "./node-probe.js";
@@ -26,6 +26,7 @@ interface RegisterArgs extends StoreArgs, Partial<Record<(typeof REGISTERED_KEYS
   backendTls: boolean;
   backendCa?: string;
   logLevel: string;
+  logFormat?: string;
 }
 
 /** An operator command gives up (exit 1) when Redis has not answered within this. */
@@ -64,7 +65,7 @@ function register(args: RegisterArgs): void {
   };
   const registry = openRegistry(args);
 
-  const log = createLogger(args.logLevel as LogLevel).child({ node: spec.id });
+  const log = createLogger(args.logLevel as LogLevel, (args.logFormat as LogFormat | undefined) ?? defaultLogFormat()).child({ node: spec.id });
   const sidecar = new NodeSidecar(registry, { spec, ttlMs, probe: (signal) => probeNode(spec.internal, { ...probeOptions, signal }) }, log);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -145,7 +146,8 @@ export const nodeCommands: CommandModule = {
             .option("probe-timeout", yargsOption(SERVE_FLAGS["health-timeout"]))
             .option("backend-tls", { ...yargsOption(SERVE_FLAGS["backend-tls"]), describe: "STARTTLS in the probe, as the balancers' --backend-tls" })
             .option("backend-ca", { ...yargsOption(SERVE_FLAGS["backend-ca"]), describe: "CA bundle to verify the node's certificate with" })
-            .option("log-level", yargsOption(SERVE_FLAGS["log-level"])),
+            .option("log-level", yargsOption(SERVE_FLAGS["log-level"]))
+            .option("log-format", yargsOption(SERVE_FLAGS["log-format"])),
         (args) => register(args as unknown as RegisterArgs),
       )
       .command(

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import cluster, { type Worker } from "node:cluster";
-import { AggregatorRegistry } from "prom-client";
 import type { BalancerConfig } from "../config.js";
 import { createBalancer, type Balancer } from "../index.js";
-import { Admission, admissionLimits } from "../listener/admission.js";
+import { admissionLimits } from "../listener/admission.js";
+import { CountedAdmission } from "../control/counted-admission.js";
 import type { Logger } from "../log.js";
 import { AuthFailures, authFailureLimits } from "../session/auth-failures.js";
+import { answerMetricsRequests, ClusterMetrics } from "./cluster-metrics.js";
 import { IpcLimits } from "./ipc-limits.js";
 import { IpcStore } from "./ipc-store.js";
 import { serveLimits } from "./limits-server.js";
@@ -74,11 +75,22 @@ const TICKET_KEYS_ENV = "XMPPLB_WORKER_TLS_TICKET_KEYS";
  * The workers share the listening sockets (Node's cluster, round robin).
  */
 async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
-  const aggregator = new AggregatorRegistry();
-  const admission = new Admission(admissionLimits(config));
+  const clusterMetrics = new ClusterMetrics();
+  const admission = new CountedAdmission(admissionLimits(config));
   const authFailures = new AuthFailures(authFailureLimits(config));
-  const control = await createBalancer({ ...config, listeners: [] }, { logger: log.child({ role: "primary" }), metricsText: () => aggregator.clusterMetrics(), limits: { admission, authFailures } });
   const served = new Map<Worker, () => void>();
+  let restarts = 0;
+  const control = await createBalancer(
+    { ...config, listeners: [] },
+    {
+      logger: log.child({ role: "primary" }),
+      aggregateMetrics: (own) => clusterMetrics.registry(own),
+      limits: { admission, authFailures },
+      dataPath: { listeners: config.listeners, workers: () => ({ configured: config.workers, running: [...served.keys()].filter((w) => !w.isDead()).length, restarts }) },
+    },
+  );
+  // The workers' pre-auth connections are counted here, where the limit holds over all of them.
+  control.metrics.countPreauth(() => admission.preAuthConnections, config.maxPreauthConnections);
   let stopping = false;
   // One set of TLS session ticket keys for every worker (a restarted worker too): tickets resume anywhere.
   const ticketKeys = randomBytes(48).toString("hex");
@@ -92,6 +104,8 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
     served.delete(worker);
     if (stopping) return;
     log.warn({ pid: worker.process.pid, code, signal }, "a worker died: starting another");
+    restarts += 1;
+    control.metrics.workerRestarts.inc();
     fork();
   });
   for (let i = 0; i < config.workers; i++) fork();
@@ -109,6 +123,7 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
     await Promise.all(exited);
     clearTimeout(late);
     await control.close();
+    clusterMetrics.close();
   };
   onSignals(
     log,
@@ -124,16 +139,17 @@ async function runPrimary(config: BalancerConfig, log: Logger): Promise<void> {
 async function runWorker(config: BalancerConfig, log: Logger): Promise<void> {
   const store = config.store === "memory" ? new IpcStore("memory") : undefined;
   const limits = new IpcLimits(admissionLimits(config), authFailureLimits(config));
+  let balancer: Balancer | undefined;
+  // From the start: the primary asks only workers that said they listen.
+  answerMetricsRequests(() => balancer?.metrics.registry);
   const ticketKeys = process.env[TICKET_KEYS_ENV];
   if (config.tls !== undefined && ticketKeys !== undefined) config = { ...config, tls: { ...config.tls, ticketKeys: Buffer.from(ticketKeys, "hex") } };
   // The admin endpoint is the primary's.
-  const balancer: Balancer = await createBalancer({ ...config, metrics: undefined }, { logger: log, store, limits: { admission: limits, authFailures: limits } });
-  // prom-client answers the primary's metrics requests once an AggregatorRegistry exists in the worker too.
-  new AggregatorRegistry();
-  AggregatorRegistry.setRegistries([balancer.metrics.registry]);
-  const stop = stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs);
+  balancer = await createBalancer({ ...config, metrics: undefined }, { logger: log, store, limits: { admission: limits, authFailures: limits } });
+  const running = balancer;
+  const stop = stopper(log, (drainMs) => running.close(drainMs), config.shutdownTimeoutMs);
   process.on("message", (message: unknown) => {
     if (isMessage<Extract<PrimaryMessage, { type: "xmpp-lb:stop" }>>(message, "xmpp-lb:stop")) stop("primary");
   });
-  onSignals(log, stop, () => balancer.reloadTls(), () => balancer.rediscover(), false);
+  onSignals(log, stop, () => running.reloadTls(), () => running.rediscover(), false);
 }

@@ -8,6 +8,7 @@ import { parseNode } from "../../src/node-keys.js";
 import { ConfigError } from "../../src/errors.js";
 import { expandExternal, parseDiscoverUrl } from "../../src/control/discovery/discovery-url.js";
 import { parseNodesFile } from "../../src/control/discovery/file-source.js";
+import { defaultLogFormat } from "../../src/log.js";
 
 const base = { domain: "lb.test", allowPlaintext: true };
 
@@ -90,6 +91,16 @@ describe("configuration", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("reads --log-format, pretty on a terminal and json elsewhere when none is given", () => {
+    assert.equal(resolveConfig({ ...base, logFormat: "pretty" }).logFormat, "pretty");
+    assert.equal(resolveConfig({ ...base, logFormat: "json" }).logFormat, "json");
+    assert.equal(resolveConfig(base).logFormat, defaultLogFormat(), "the test runner's stdout decides");
+    assert.equal(defaultLogFormat({ isTTY: true }), "pretty");
+    assert.equal(defaultLogFormat({ isTTY: false }), "json");
+    assert.equal(defaultLogFormat({}), "json");
+    assert.throws(() => resolveConfig({ ...base, logFormat: "text" }), /--log-format must be one of json, pretty \(got 'text'\)/);
   });
 
   it("parses --discover URLs, --dns-server and the discovery intervals", () => {

@@ -75,7 +75,7 @@ describe("the admin endpoint refuses what does not come from an operator's tool"
   });
 
   it("refuses any request whose Host names something else (DNS rebinding), GETs included", async () => {
-    for (const [method, urlPath] of [["GET", "/nodes"], ["GET", "/metrics"], ["GET", "/healthz"], ["POST", "/nodes/n1/drain"]] as const) {
+    for (const [method, urlPath] of [["GET", "/nodes"], ["GET", "/metrics"], ["GET", "/healthz"], ["GET", "/"], ["GET", "/status"], ["POST", "/nodes/n1/drain"]] as const) {
       for (const host of [`attacker.example:${port}`, `127.0.0.1:${port + 1}`, `attacker.example@127.0.0.1:${port}`]) {
         const answer = await request(port, method, urlPath, { host });
         assert.equal(answer.status, 421, `${method} ${urlPath} with Host '${host}'`);
@@ -84,8 +84,21 @@ describe("the admin endpoint refuses what does not come from an operator's tool"
     }
     assert.match(await rawRequest(port, "GET /nodes HTTP/1.1\r\nHost: \r\nConnection: close"), /^HTTP\/1\.1 421 /, "an empty Host");
     assert.equal(draining(), false, "the drain was refused");
-    assert.equal(refusals(logLines, "host"), 13, "each refusal is logged at info");
+    assert.equal(refusals(logLines, "host"), 19, "each refusal is logged at info");
     assert.ok(!logLines.some((l) => /"level":(50|60)/.test(l)), "nothing at error level");
+  });
+
+  it("serves the status page with its own script and style only, never in a frame, and its JSON", async () => {
+    const page = await request(port, "GET", "/");
+    assert.equal(page.status, 200);
+    assert.equal(page.headers["content-type"], "text/html; charset=utf-8");
+    assert.match(String(page.headers["content-security-policy"]), /^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/=]+'; style-src 'sha256-[A-Za-z0-9+/=]+'; connect-src 'self';.* frame-ancestors 'none'$/);
+    assert.equal(page.headers["x-frame-options"], "DENY");
+    assert.doesNotMatch(page.body, /<(script|link|img)[^>]+(src|href)="(?!data:)/, "no external asset");
+    const status = JSON.parse((await request(port, "GET", "/status")).body) as { nodes: Array<{ id: string; state: string }>; store: { kind: string }; admin: { tokenRequired: boolean } };
+    assert.deepEqual(status.nodes.map((n) => n.id), ["n1"]);
+    assert.deepEqual(status.store, { kind: "memory", up: true });
+    assert.deepEqual(status.admin, { tokenRequired: false });
   });
 
   it("answers an --admin-host name, at any port, in any case", async () => {

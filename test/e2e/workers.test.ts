@@ -6,6 +6,7 @@ import { login, nodeOf, stopAll } from "../support/clients.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { freePort, waitFor } from "../support/wait.js";
 import { RawXmpp, STREAM_OPEN, plainAuth, tlsResumption } from "../support/raw.js";
+import type { StatusReport } from "../../src/control/status-view.js";
 
 const PASSWORD = "correct horse";
 const users = Array.from({ length: 6 }, (_, i) => `w${i}`);
@@ -71,6 +72,13 @@ describe("--workers", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
     assert.match(metrics, /^xmpp_lb_connections_total\{listener="127\.0\.0\.1:0",outcome="forwarded",transport="tcp"\} 12$/m, "the primary sums both workers");
     assert.match(metrics, /^xmpp_lb_node_up\{node="n1"\} 1$/m);
+    // The primary keeps the limits' counts for all workers: one limit, not one per worker.
+    assert.match(metrics, /^xmpp_lb_preauth_connections_limit 10000$/m);
+    assert.match(metrics, /^xmpp_lb_preauth_connections 0$/m, "every client was handed over");
+    const status = (await (await fetch(`http://127.0.0.1:${admin}/status`)).json()) as StatusReport;
+    assert.deepEqual(status.instance.workers, { configured: 2, running: 2, restarts: 0 });
+    assert.equal(status.rates?.perMinute?.forwards, 12, "the status page's rates read both workers");
+    assert.deepEqual(status.listeners.map((l) => [l.address, l.mode]), [["127.0.0.1:0", "forward"]]);
 
     // SIGTERM with the sessions open: the workers drain them for up to --shutdown-timeout, and the primary's /healthz says so.
     run.child.kill("SIGTERM");
@@ -78,6 +86,26 @@ describe("--workers", () => {
     await stopAll(clients.splice(0));
     const { code } = await run.done;
     assert.equal(code, 0);
+  });
+
+  it("counts a worker that died and was started again, in /metrics and on the status page", async () => {
+    const admin = await freePort();
+    const args = ["--workers", "2", "--listen", "127.0.0.1:0", "--domain", "lb.test", "--allow-plaintext", "--metrics", `127.0.0.1:${admin}`, "--shutdown-timeout", "1"];
+    for (const node of nodeFlags(cluster.nodes)) args.push("--node", node);
+    const restartRun = runCli(args);
+    const listening = (): Array<{ pid: number }> => restartRun.stdout().split("\n").filter((l) => l.includes('"msg":"listening"')).map((l) => JSON.parse(l) as { pid: number });
+    try {
+      await waitFor("both workers listening", () => listening().length === 2, 20_000);
+      process.kill(listening()[0]!.pid, "SIGKILL");
+      await waitFor("a third worker listening", () => listening().length === 3, 20_000);
+      const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+      assert.match(metrics, /^xmpp_lb_worker_restarts_total 1$/m);
+      const status = (await (await fetch(`http://127.0.0.1:${admin}/status`)).json()) as StatusReport;
+      assert.deepEqual(status.instance.workers, { configured: 2, running: 2, restarts: 1 });
+    } finally {
+      restartRun.child.kill("SIGTERM");
+      await restartRun.done;
+    }
   });
 
   it("resumes a TLS session on whichever worker the client reaches: the workers share ticket keys", async () => {

@@ -28,6 +28,11 @@ export class DiscoveryStatus {
     return this.state === "up";
   }
 
+  /** `unknown` until the first attempt is over. */
+  get current(): "unknown" | "up" | "down" {
+    return this.state;
+  }
+
   /** The list handed to the membership now (the last good one while the source fails). */
   get nodes(): readonly MemberNode[] {
     return this.listed;

@@ -1,6 +1,7 @@
 import { promises as dns } from "node:dns";
 import type { NodeTableHolder } from "../../cluster/node-table-holder.js";
 import type { BalancerConfig } from "../../config.js";
+import type { DiscoverySpec } from "./discovery-url.js";
 import type { Logger } from "../../log.js";
 import type { Metrics } from "../../metrics.js";
 import type { Membership } from "../membership.js";
@@ -16,6 +17,17 @@ const RESOLVER_TRIES = 2;
 export interface Discovery {
   /** Re-reads every nodes file and re-resolves every DNS source now (SIGHUP). */
   refresh(): void;
+  /** Each source as given to `--discover`, with what it said last. */
+  sources(): DiscoverySourceStatus[];
+}
+
+export interface DiscoverySourceStatus {
+  source: string;
+  kind: DiscoverySpec["kind"];
+  /** `down`: it fails, and its last known nodes stay in use. */
+  state: "unknown" | "up" | "down";
+  /** The nodes it lists now (its last known list while it fails). */
+  nodes: number;
 }
 
 export interface DiscoveryDeps {
@@ -34,7 +46,7 @@ export interface DiscoveryDeps {
  * after a few seconds, so the balancer starts on the nodes it found.
  */
 export async function startDiscovery(config: BalancerConfig, deps: DiscoveryDeps): Promise<Discovery> {
-  if (config.discovery.length === 0) return { refresh: () => {} };
+  if (config.discovery.length === 0) return { refresh: () => {}, sources: () => [] };
   let resolver = deps.resolver;
   if (resolver === undefined && config.discovery.some((d) => d.kind !== "file")) {
     const own = new dns.Resolver({ timeout: RESOLVER_TIMEOUT_MS, tries: RESOLVER_TRIES });
@@ -56,5 +68,6 @@ export async function startDiscovery(config: BalancerConfig, deps: DiscoveryDeps
       deps.log.info({ sources: sources.map((s) => s.name) }, "re-reading the discovery sources");
       for (const source of sources) source.refresh();
     },
+    sources: () => sources.map((s, i) => ({ source: s.name, kind: config.discovery[i]!.kind, state: s.status.current, nodes: s.status.nodes.length })),
   };
 }
