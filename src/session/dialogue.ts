@@ -130,6 +130,8 @@ export class LoginDialogue {
   }
 
   private onStreamOpen(header: StreamHeader, raw: Buffer): Step {
+    // A WebSocket client may send <open/> again before it logs in, never while a node runs its login.
+    if (this.state !== "header" && this.state !== "features") throw new StreamError("unsupported-stanza-type", "a new stream cannot start during the login");
     this.header = header;
     if (!this.settings.domains.has(header.to)) {
       throw new StreamError("host-unknown", `this service does not serve '${header.to}'`);

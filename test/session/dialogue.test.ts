@@ -282,6 +282,16 @@ describe("LoginDialogue over a fake transport", () => {
     assert.deepEqual(handoff.attempts[0]!.decision.told, ["refused"], "and so does the claim it made");
   });
 
+  it("refuses a new opening while a node runs the login", async () => {
+    const { link, handoff } = start();
+    link.receive(opening());
+    link.receive(auth("alice"));
+    await settle();
+    link.receive(opening());
+    assert.deepEqual(link.errors, ["unsupported-stanza-type"]);
+    assert.equal(handoff.attempts[0]!.leg.destroyed, true);
+  });
+
   it("hands the client to the relay at the node's <success/>, and not before", async () => {
     const { link, handoff } = start();
     link.receive(opening());
