@@ -28,12 +28,18 @@ describe("traffic limits", () => {
   const balancers: TestBalancer[] = [];
   const clients: Client[] = [];
   const balancer = async (trafficLimit: string): Promise<TestBalancer> => {
-    const lb = await startBalancer({ mode: "forward", node: nodeFlags(cluster.nodes), trafficLimit });
+    const lb = await startBalancer({ listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], mode: "forward", node: nodeFlags(cluster.nodes), trafficLimit });
     balancers.push(lb);
     return lb;
   };
   const connect = async (lb: TestBalancer, username: string): Promise<Client> => {
     const c = await login({ port: lb.port, username, password: PASSWORD });
+    clients.push(c);
+    return c;
+  };
+
+  const connectWebSocket = async (lb: TestBalancer, username: string): Promise<Client> => {
+    const c = await login({ port: 0, websocket: `ws://127.0.0.1:${lb.ports[1]}/xmpp-websocket`, username, password: PASSWORD, resource: "ws" });
     clients.push(c);
     return c;
   };
@@ -47,31 +53,20 @@ describe("traffic limits", () => {
     await cluster?.stop();
   });
 
-  it("meters a forwarded WebSocket client the same way: over its bytes per minute it is cut off", async () => {
-    const lb = await startBalancer({ listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], mode: "forward", node: nodeFlags(cluster.nodes), trafficLimit: "bin:64k:0:disc" });
-    balancers.push(lb);
-    const heavy = await login({ port: 0, websocket: `ws://127.0.0.1:${lb.ports[1]}/xmpp-websocket`, username: "heavy", password: PASSWORD, resource: "ws" });
-    clients.push(heavy);
-    const light = await connect(lb, "light");
-    const gone = disconnected(heavy);
-    await flood(heavy, 10).catch(() => {});
-    await gone;
-    assert.equal(await limited(lb, "disconnect"), 1);
-    await ping(light);
-    assert.equal(light.status, "online");
-  });
-
-  it("disconnects a client over its bytes per minute, and leaves one under it alone", async () => {
-    const lb = await balancer("bin:64k:0:disc");
-    const heavy = await connect(lb, "heavy");
-    const light = await connect(lb, "light");
-    const gone = disconnected(heavy);
-    await flood(heavy, 10).catch(() => {});
-    await gone;
-    assert.equal(await limited(lb, "disconnect"), 1);
-    await ping(light);
-    assert.equal(light.status, "online");
-  });
+  // One behaviour, every transport: the byte meter is the relay's, whichever framing carries the bytes.
+  for (const transport of ["tcp", "websocket"] as const) {
+    it(`disconnects a client over its bytes per minute, and leaves one under it alone (${transport})`, async () => {
+      const lb = await balancer("bin:64k:0:disc");
+      const heavy = transport === "tcp" ? await connect(lb, "heavy") : await connectWebSocket(lb, "heavy");
+      const light = await connect(lb, "light");
+      const gone = disconnected(heavy);
+      await flood(heavy, 10).catch(() => {});
+      await gone;
+      assert.equal(await limited(lb, "disconnect"), 1);
+      await ping(light);
+      assert.equal(light.status, "online");
+    });
+  }
 
   it("closes a connection past its lifetime allowance even when the action is throttle", async () => {
     const lb = await balancer("bin:0:32k:throttle");
