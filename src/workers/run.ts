@@ -60,8 +60,11 @@ function stopper(log: Logger, close: (drainMs: number) => Promise<void>, drainMs
 }
 
 async function runSingle(config: BalancerConfig, log: Logger): Promise<void> {
-  const balancer = await createBalancer(config, { logger: log });
-  onSignals(log, stopper(log, (drainMs) => balancer.close(drainMs), config.shutdownTimeoutMs), () => balancer.reloadTls(), () => balancer.rediscover());
+  // The signals are taken before the listeners open: a SIGTERM right after "listening" stops gracefully too.
+  const starting = createBalancer(config, { logger: log });
+  let balancer: Balancer | undefined;
+  onSignals(log, stopper(log, async (drainMs) => (await starting).close(drainMs), config.shutdownTimeoutMs), () => balancer?.reloadTls(), () => balancer?.rediscover());
+  balancer = await starting;
 }
 
 /** How the primary hands workers the shared ticket keys (not XMPP_LB_*, which the CLI reads as flags). */
