@@ -168,8 +168,8 @@ export class Handoff {
       this.metrics.forwardedActive.dec({ node: node.id });
       this.metrics.relayBytes.inc({ direction: "up" }, stats.up);
       this.metrics.relayBytes.inc({ direction: "down" }, stats.down);
-      decision.lease.closed();
-      conn.log.info({ node: node.id, up: stats.up, down: stats.down }, "forwarded connection closed");
+      decision.lease.closed(stats.clean);
+      conn.log.info({ node: node.id, up: stats.up, down: stats.down, clean: stats.clean }, "forwarded connection closed");
     }, clientTrafficLimit(this.options.trafficLimit, this.metrics, conn.log), watcher);
   }
 

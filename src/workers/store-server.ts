@@ -38,7 +38,7 @@ async function answer(store: ClusterStore, call: Call): Promise<unknown> {
     case "connectionOpened":
       return store.connectionOpened(a[0]!, a[1]!);
     case "connectionClosed":
-      return store.connectionClosed(a[0]!, a[1]!);
+      return store.connectionClosed(a[0]!, a[1]!, a[2] === true);
     case "redirected":
       return store.redirected(a[0]!, a[1]!);
     case "loads":

@@ -198,6 +198,54 @@ for (const { name, start } of backends) {
       assert.deepEqual(await t.keys(`${t.prefix()}jid:*`), []);
     });
 
+    it("forgets a JID at once when the client closes its stream on the JID's last connection on any instance", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      // The second has a hash tag of its own: on Cluster its holders hash must share that slot, not the prefix's.
+      for (const jid of ["bye@lb.test", "tag{x}@lb.test"]) {
+        await a.claim(jid, "n1", []);
+        await a.connectionOpened(jid, "n1");
+        await b.connectionOpened(jid, "n1");
+        await a.connectionClosed(jid, "n1", true);
+        assert.equal(await b.lookup(jid), "n1", `${jid}: still open through the other instance`);
+        await b.connectionClosed(jid, "n1", true);
+        assert.equal(await a.lookup(jid), null, `${jid}: nothing to resume, so no grace period`);
+      }
+      assert.deepEqual([...(await t.keys(`${t.prefix()}jid:*`)), ...(await t.keys(`${t.prefix()}holders:*`))], [], "no entry or holders hash left");
+    });
+
+    it("keeps the entry through a clean close while a connection that broke, or a redirected client, may come back", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      await a.claim("phone@lb.test", "n1", []);
+      await a.connectionOpened("phone@lb.test", "n1");
+      await a.connectionOpened("phone@lb.test", "n1");
+      await a.connectionClosed("phone@lb.test", "n1", false); // the phone's connection broke
+      await sleep(GRACE_MS / 2);
+      await a.connectionClosed("phone@lb.test", "n1", true); // the desktop logs out
+      assert.equal(await b.lookup("phone@lb.test"), "n1", "the broken connection may resume on n1");
+      await sleep(GRACE_MS * 0.7);
+      assert.equal(await b.lookup("phone@lb.test"), null, "gone when the broken connection's grace period ends");
+
+      await a.claim("sent@lb.test", "n1", []);
+      await a.connectionOpened("sent@lb.test", "n1");
+      await b.redirected("sent@lb.test", "n1");
+      await a.connectionClosed("sent@lb.test", "n1", true);
+      assert.equal(await b.lookup("sent@lb.test"), "n1", "the redirected client logs in at n1 itself");
+
+      // An entry without a TTL (pinned by a plugin), and a JID no holders hash can share a slot with: the window as before.
+      await backend.servers[0]!.cli("-c", "SET", `${t.prefix()}jid:pinned@lb.test`, "n1");
+      for (const jid of ["pinned@lb.test", "odd}one@lb.test"]) {
+        await a.claim(jid, "n1", []);
+        await a.connectionOpened(jid, "n1");
+        await a.connectionClosed(jid, "n1", true);
+        assert.equal(await b.lookup(jid), "n1", jid);
+      }
+      await sleep(GRACE_MS * 1.2);
+      assert.equal(await b.lookup("pinned@lb.test"), "n1", "a pin stays a pin");
+      assert.deepEqual((await t.keys(`${t.prefix()}holders:*`)).sort(), [], "holders hashes expire with their entries");
+    });
+
     it("sums loads across instances: open connections, and redirects apart from them", async () => {
       const a = await t.store();
       const b = await t.store();
