@@ -18,10 +18,11 @@ const EXTEND = `local function extend(key, ttl)
 end`;
 
 const SCRIPTS = {
-  // KEYS[1] jid key; ARGV[1] node id, ARGV[2] grace ms, ARGV[3..] owners that may be replaced.
-  // Returns {owner, 1 if this call wrote the entry else 0}.
+  // KEYS[1] jid key, KEYS[2] its holders hash (KEYS[1] again when it has none); ARGV[1] node id,
+  // ARGV[2] grace ms, ARGV[3..] owners that may be replaced. Returns {owner, 1 if this call wrote the
+  // entry else 0}. A new owner drops the 'keep' mark: what could resume on the old node cannot here.
   xmppLbClaim: {
-    numberOfKeys: 1,
+    numberOfKeys: 2,
     lua: `local owner = redis.call('GET', KEYS[1])
 if owner then
   local replaceable = false
@@ -31,6 +32,7 @@ if owner then
   if owner == ARGV[1] or not replaceable then return {owner, 0} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] ~= KEYS[1] then redis.call('HDEL', KEYS[2], 'keep') end
 return {ARGV[1], 1}`,
   },
   // KEYS[1] jid key; ARGV[1] node id, ARGV[2] ttl ms. Keeps the entry (whichever node it names) for at
@@ -200,7 +202,7 @@ type Arg = string | number;
 
 /** The scripts as methods of the client (ioredis defineCommand). */
 export interface StoreScripts {
-  xmppLbClaim(jidKey: string, nodeId: string, graceMs: number, ...replaceable: string[]): Promise<[string, number]>;
+  xmppLbClaim(jidKey: string, holdersKey: string, nodeId: string, graceMs: number, ...replaceable: string[]): Promise<[string, number]>;
   xmppLbHold(jidKey: string, nodeId: string, ttlMs: number): Promise<null>;
   xmppLbHoldOpen(jidKey: string, holdersKey: string, nodeId: string, ttlMs: number, holder: string): Promise<null>;
   xmppLbLetGo(jidKey: string, holdersKey: string, nodeId: string, ttlMs: number, holder: string, how: "keep" | "clean"): Promise<null>;

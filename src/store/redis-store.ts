@@ -100,7 +100,8 @@ export class RedisStore implements ClusterStore {
   }
 
   async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
-    const [owner, wrote] = await this.connection.run("claim", (c) => c.xmppLbClaim(this.keys.jid(jid), nodeId, this.entryTtlMs, ...replace));
+    const key = this.keys.jid(jid);
+    const [owner, wrote] = await this.connection.run("claim", (c) => c.xmppLbClaim(key, this.keys.jidHolders(jid) ?? key, nodeId, this.entryTtlMs, ...replace));
     if (wrote === 1) this.leases.claimed(jid, nodeId);
     return { owner, wrote: wrote === 1 };
   }

@@ -233,6 +233,15 @@ for (const { name, start } of backends) {
       await a.connectionClosed("sent@lb.test", "n1", true);
       assert.equal(await b.lookup("sent@lb.test"), "n1", "the redirected client logs in at n1 itself");
 
+      // What could resume on a stale node cannot on the node that replaces it.
+      await a.claim("moves@lb.test", "n1", []);
+      await a.connectionOpened("moves@lb.test", "n1");
+      await a.connectionClosed("moves@lb.test", "n1", false); // broke: n1 is stopping
+      assert.deepEqual(await b.claim("moves@lb.test", "n2", ["n1"]), { owner: "n2", wrote: true });
+      await b.connectionOpened("moves@lb.test", "n2");
+      await b.connectionClosed("moves@lb.test", "n2", true);
+      assert.equal(await a.lookup("moves@lb.test"), null, "the new node's logout forgets it");
+
       // An entry without a TTL (pinned by a plugin), and a JID no holders hash can share a slot with: the window as before.
       await backend.servers[0]!.cli("-c", "SET", `${t.prefix()}jid:pinned@lb.test`, "n1");
       for (const jid of ["pinned@lb.test", "odd}one@lb.test"]) {
