@@ -31,11 +31,14 @@ export class DirectoryLease {
     this.settle(this.store.connectionOpened(this.jid, this.nodeId), "connection");
   }
 
-  /** ...and closed. */
-  closed(): void {
+  /**
+   * ...and closed; `clean` when the client closed its stream itself (its
+   * session cannot be resumed, so the entry needs no resumption window).
+   */
+  closed(clean = false): void {
     if (!this.open) return;
     this.open = false;
-    this.settle(this.store.connectionClosed(this.jid, this.nodeId), "close");
+    this.settle(this.store.connectionClosed(this.jid, this.nodeId, clean), "close");
   }
 
   /** The node refused the login (or it never reached the node): the claim goes. */

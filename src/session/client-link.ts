@@ -51,6 +51,8 @@ export interface HeldInput {
 export interface RelayOutcome {
   up: number;
   down: number;
+  /** TCP: the client's last bytes closed its stream (`</stream:stream>`): nothing to resume, so no affinity window. */
+  clean?: boolean;
   /** WebSocket: which side closed first, and its close code. */
   closedBy?: "client" | "node";
   code?: number;

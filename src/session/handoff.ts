@@ -157,7 +157,7 @@ export class Handoff {
         metrics.forwardedActive.dec({ node: node.id });
         metrics.relayBytes.inc({ direction: "up" }, outcome.up);
         metrics.relayBytes.inc({ direction: "down" }, outcome.down);
-        decision.lease.closed();
+        decision.lease.closed(outcome.clean);
         log.info({ node: node.id, ...outcome }, "forwarded connection closed");
       },
       clientTrafficLimit(this.options.trafficLimit, metrics, log),

@@ -8,6 +8,12 @@ interface DirectoryEntry {
   open: number;
   /** When the entry may be forgotten, once `open` is 0. */
   expiresAt: number;
+  /**
+   * Until when a connection that broke (or a redirect) may come back to the
+   * node, to resume there: a clean close of the last connection keeps the
+   * entry until then, not a whole grace period.
+   */
+  keepUntil: number;
   /** Written by claim() and not yet confirmed by a connection or a redirect: release() may forget it. */
   unconfirmed: boolean;
 }
@@ -72,12 +78,13 @@ export class MemoryStore implements ClusterStore {
   async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     const entry = this.live(jid);
     if (entry === undefined) {
-      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityTtlMs, unconfirmed: true });
+      this.directory.set(jid, { node: nodeId, open: 0, expiresAt: this.now() + this.options.affinityTtlMs, keepUntil: 0, unconfirmed: true });
       return { owner: nodeId, wrote: true };
     }
     if (entry.node !== nodeId && replace.includes(entry.node)) {
       entry.node = nodeId;
       entry.unconfirmed = true;
+      entry.keepUntil = 0; // what could resume on the stale node cannot on this one
       return { owner: nodeId, wrote: true };
     }
     return { owner: entry.node, wrote: false };
@@ -93,20 +100,23 @@ export class MemoryStore implements ClusterStore {
     if (jid === null) return;
     const entry = this.live(jid);
     if (entry === undefined) {
-      this.directory.set(jid, { node: nodeId, open: 1, expiresAt: Infinity, unconfirmed: false });
+      this.directory.set(jid, { node: nodeId, open: 1, expiresAt: Infinity, keepUntil: 0, unconfirmed: false });
     } else {
       entry.open += 1;
       entry.unconfirmed = false;
     }
   }
 
-  async connectionClosed(jid: string | null, nodeId: string): Promise<void> {
+  async connectionClosed(jid: string | null, nodeId: string, clean = false): Promise<void> {
     this.load.closed(nodeId);
     if (jid === null) return;
     const entry = this.directory.get(jid);
     if (entry === undefined) return;
     entry.open = Math.max(0, entry.open - 1);
-    if (entry.open === 0) entry.expiresAt = this.now() + this.options.affinityTtlMs;
+    if (!clean) entry.keepUntil = this.now() + this.options.affinityTtlMs;
+    if (entry.open > 0) return;
+    entry.expiresAt = entry.keepUntil;
+    if (entry.expiresAt <= this.now()) this.directory.delete(jid);
   }
 
   async redirected(jid: string | null, nodeId: string): Promise<void> {
@@ -116,6 +126,8 @@ export class MemoryStore implements ClusterStore {
     const entry = this.live(jid);
     if (entry === undefined) return;
     entry.unconfirmed = false;
+    // The client goes to the node on its own: the balancer will not see how its session ends.
+    entry.keepUntil = Math.max(entry.keepUntil, until);
     if (entry.open === 0) entry.expiresAt = Math.max(entry.expiresAt, until);
   }
 

@@ -6,6 +6,13 @@
 export interface RedisKeys {
   /** String: the node id holding a bare JID (escaped by `escapeJid`), with a TTL. */
   jid(bareJid: string): string;
+  /**
+   * Hash: which instances hold a connection of the JID open, and until when a
+   * connection that broke may resume; in the slot of jid(bareJid), so one
+   * script sees both. Null only where no such key can share the entry's slot
+   * (a prefix with an unbalanced brace): the JID then keeps the whole window.
+   */
+  jidHolders(bareJid: string): string | null;
   /** Sorted set: live balancer instances, scored by when their counts expire (ms since epoch). */
   readonly instances: string;
   /** Hash: one instance's open forwarded connections per node id, with a TTL. */
@@ -43,12 +50,28 @@ export function escapeJid(bareJid: string): string {
   return bareJid.replace(/[%{}]/g, (c) => JID_ESCAPES[c]!);
 }
 
+/** What Redis Cluster hashes of a key: the text between its first `{` and the next `}` when not empty, else the whole key. */
+export function hashTag(key: string): string {
+  const open = key.indexOf("{");
+  if (open < 0) return key;
+  const close = key.indexOf("}", open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+/** The first of `candidates` that Redis Cluster puts in `key`'s slot, or null. */
+function sameSlot(key: string, candidates: readonly string[]): string | null {
+  const tag = hashTag(key);
+  return candidates.find((c) => hashTag(c) === tag) ?? null;
+}
+
 export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
   const instanceLoadsPrefix = `${prefix}{loads}:instance:`;
   const instanceRedirectsPrefix = `${prefix}{loads}:redirects:`;
   const nodePrefix = `${prefix}{nodes}:node:`;
   return {
     jid: (bareJid) => `${prefix}jid:${escapeJid(bareJid)}`,
+    // Same slot: the entry's own hash tag when it has one (a prefix with a tag), else the whole entry key as the tag.
+    jidHolders: (bareJid) => sameSlot(`${prefix}jid:${escapeJid(bareJid)}`, [`${prefix}holders:${escapeJid(bareJid)}`, `${prefix}holders:{${prefix}jid:${escapeJid(bareJid)}}`]),
     instances: `${prefix}{loads}:instances`,
     instanceLoads: (instanceId) => instanceLoadsPrefix + instanceId,
     instanceLoadsPrefix,

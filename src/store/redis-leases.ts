@@ -28,6 +28,11 @@ interface UnconfirmedClaim {
  *
  * It also remembers the claims this instance wrote that no connection or
  * redirect has confirmed yet: the only entries release() deletes.
+ *
+ * Beside each entry, a holders hash says which instances hold a connection of
+ * the JID open (each until its next renewal is due) and until when one that
+ * broke may resume: when the last connection anywhere ends with the client
+ * closing its stream, nothing can be resumed, and the entry goes at once.
  */
 export class Leases {
   private readonly open = new Map<string, OpenJid>();
@@ -36,11 +41,16 @@ export class Leases {
   private readonly timer: NodeJS.Timeout;
   private renewing = false;
 
+  /** This instance's field in the holders hashes (`keep` is the other field there). */
+  private readonly holder: string;
+
   constructor(
     private readonly connection: RedisConnection,
     private readonly keys: RedisKeys,
     private readonly leaseMs: number,
+    instanceId: string,
   ) {
+    this.holder = `instance:${instanceId}`;
     this.timer = setInterval(() => void this.renewAll(), leaseMs / 3).unref();
   }
 
@@ -86,9 +96,24 @@ export class Leases {
     return true;
   }
 
-  /** Keeps the JID's entry for at least the lease, writing it for `node` if it is gone. */
-  async hold(op: string, jid: string, node: string): Promise<void> {
-    await this.connection.run(op, (c) => c.xmppLbHold(this.keys.jid(jid), node, this.leaseMs));
+  /** Keeps the JID's entry for at least the lease, writing it for `node` if it is gone; notes that this instance holds it open. */
+  async holdOpen(op: string, jid: string, node: string): Promise<void> {
+    const holders = this.keys.jidHolders(jid);
+    if (holders === null) await this.connection.run(op, (c) => c.xmppLbHold(this.keys.jid(jid), node, this.leaseMs));
+    else await this.connection.run(op, (c) => c.xmppLbHoldOpen(this.keys.jid(jid), holders, node, this.leaseMs, this.holder));
+  }
+
+  /**
+   * This instance's last connection of the JID closed (`mine`), or a
+   * connection broke while others stay open, or the JID was redirected (not
+   * `mine`). `clean`: the client closed its stream, so the entry goes unless
+   * a connection is open elsewhere or one that broke may still resume;
+   * otherwise the entry is kept for the lease, for a resumption.
+   */
+  async letGo(op: string, jid: string, node: string, mine: boolean, clean: boolean): Promise<void> {
+    const holders = this.keys.jidHolders(jid);
+    if (holders === null) await this.connection.run(op, (c) => c.xmppLbHold(this.keys.jid(jid), node, this.leaseMs));
+    else await this.connection.run(op, (c) => c.xmppLbLetGo(this.keys.jid(jid), holders, node, this.leaseMs, mine ? this.holder : "", clean ? "clean" : "keep"));
   }
 
   stop(): void {
@@ -104,7 +129,7 @@ export class Leases {
       const open = [...this.open];
       for (let i = 0; i < open.length; i += RENEW_BATCH) {
         const batch = open.slice(i, i + RENEW_BATCH);
-        const results = await Promise.allSettled(batch.map(([jid, { node }]) => this.hold("renew", jid, node)));
+        const results = await Promise.allSettled(batch.map(([jid, { node }]) => this.holdOpen("renew", jid, node)));
         if (results.some((r) => r.status === "rejected")) return;
       }
     } finally {

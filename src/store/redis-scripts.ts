@@ -18,10 +18,11 @@ const EXTEND = `local function extend(key, ttl)
 end`;
 
 const SCRIPTS = {
-  // KEYS[1] jid key; ARGV[1] node id, ARGV[2] grace ms, ARGV[3..] owners that may be replaced.
-  // Returns {owner, 1 if this call wrote the entry else 0}.
+  // KEYS[1] jid key, KEYS[2] its holders hash (KEYS[1] again when it has none); ARGV[1] node id,
+  // ARGV[2] grace ms, ARGV[3..] owners that may be replaced. Returns {owner, 1 if this call wrote the
+  // entry else 0}. A new owner drops the 'keep' mark: what could resume on the old node cannot here.
   xmppLbClaim: {
-    numberOfKeys: 1,
+    numberOfKeys: 2,
     lua: `local owner = redis.call('GET', KEYS[1])
 if owner then
   local replaceable = false
@@ -31,6 +32,7 @@ if owner then
   if owner == ARGV[1] or not replaceable then return {owner, 0} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] ~= KEYS[1] then redis.call('HDEL', KEYS[2], 'keep') end
 return {ARGV[1], 1}`,
   },
   // KEYS[1] jid key; ARGV[1] node id, ARGV[2] ttl ms. Keeps the entry (whichever node it names) for at
@@ -39,6 +41,46 @@ return {ARGV[1], 1}`,
     numberOfKeys: 1,
     lua: `${EXTEND}
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then extend(KEYS[1], tonumber(ARGV[2])) end`,
+  },
+  // KEYS[1] jid key, KEYS[2] its holders hash; ARGV[1] node id, ARGV[2] ttl ms, ARGV[3] this instance's
+  // field. A connection of the JID is open here: holds the entry as xmppLbHold does, and notes until when
+  // this instance holds it (renewed with the entry).
+  xmppLbHoldOpen: {
+    numberOfKeys: 2,
+    lua: `${NOW}
+${EXTEND}
+local ttl = tonumber(ARGV[2])
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl, 'NX') then extend(KEYS[1], ttl) end
+redis.call('HSET', KEYS[2], ARGV[3], now + ttl)
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end`,
+  },
+  // KEYS[1] jid key, KEYS[2] its holders hash; ARGV[1] node id, ARGV[2] ttl ms, ARGV[3] this instance's
+  // field ('' for none), ARGV[4] 'keep' or 'clean'. This instance's last connection of the JID closed
+  // (or, with no field, a redirect). 'keep': a connection that broke may resume within ttl, or a redirected
+  // client logs in at the node: the entry and a 'keep' mark live at least ttl. 'clean': the client closed
+  // its stream; unless another instance still holds a connection open, the entry (if it names the node
+  // and has a TTL) lives only as long as a 'keep' mark asks, and goes at once without one.
+  xmppLbLetGo: {
+    numberOfKeys: 2,
+    lua: `${NOW}
+${EXTEND}
+local ttl = tonumber(ARGV[2])
+if ARGV[3] ~= '' then redis.call('HDEL', KEYS[2], ARGV[3]) end
+if ARGV[4] == 'keep' then
+  if (tonumber(redis.call('HGET', KEYS[2], 'keep')) or 0) < now + ttl then redis.call('HSET', KEYS[2], 'keep', now + ttl) end
+  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+  if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl, 'NX') then extend(KEYS[1], ttl) end
+  return
+end
+local keep = 0
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local untilMs = tonumber(fields[i + 1]) or 0
+  if fields[i] == 'keep' then keep = untilMs elseif untilMs > now then return end
+end
+if keep <= now then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('PTTL', KEYS[1]) < 0 then return end
+if keep > now then redis.call('PEXPIRE', KEYS[1], keep - now) else redis.call('DEL', KEYS[1]) end`,
   },
   // KEYS[1] jid key; ARGV[1] node id. Deletes the entry if it still names the node.
   xmppLbRelease: {
@@ -160,8 +202,10 @@ type Arg = string | number;
 
 /** The scripts as methods of the client (ioredis defineCommand). */
 export interface StoreScripts {
-  xmppLbClaim(jidKey: string, nodeId: string, graceMs: number, ...replaceable: string[]): Promise<[string, number]>;
+  xmppLbClaim(jidKey: string, holdersKey: string, nodeId: string, graceMs: number, ...replaceable: string[]): Promise<[string, number]>;
   xmppLbHold(jidKey: string, nodeId: string, ttlMs: number): Promise<null>;
+  xmppLbHoldOpen(jidKey: string, holdersKey: string, nodeId: string, ttlMs: number, holder: string): Promise<null>;
+  xmppLbLetGo(jidKey: string, holdersKey: string, nodeId: string, ttlMs: number, holder: string, how: "keep" | "clean"): Promise<null>;
   xmppLbRelease(jidKey: string, nodeId: string): Promise<null>;
   xmppLbSyncLoads(
     ownConnections: string,

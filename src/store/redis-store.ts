@@ -63,7 +63,7 @@ export class RedisStore implements ClusterStore {
     this.instanceId = options.instanceId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
     this.entryTtlMs = Math.max(Math.round(options.affinityTtlMs), MIN_ENTRY_TTL_MS);
     this.staticNodes = [...(options.staticNodes ?? [])];
-    this.leases = new Leases(this.connection, this.keys, this.entryTtlMs);
+    this.leases = new Leases(this.connection, this.keys, this.entryTtlMs, this.instanceId);
     this.clusterLoads = new ClusterLoads(this.connection, this.keys, this.instanceId, this.entryTtlMs, options.loadsRefreshMs ?? 1000);
     this.nodeWatch = new NodeWatch(() => this.listNodes(), options.nodeRefreshMs ?? 5000, (refresh) =>
       this.connection.listen(this.keys.nodesChannel, refresh, refresh),
@@ -100,7 +100,8 @@ export class RedisStore implements ClusterStore {
   }
 
   async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
-    const [owner, wrote] = await this.connection.run("claim", (c) => c.xmppLbClaim(this.keys.jid(jid), nodeId, this.entryTtlMs, ...replace));
+    const key = this.keys.jid(jid);
+    const [owner, wrote] = await this.connection.run("claim", (c) => c.xmppLbClaim(key, this.keys.jidHolders(jid) ?? key, nodeId, this.entryTtlMs, ...replace));
     if (wrote === 1) this.leases.claimed(jid, nodeId);
     return { owner, wrote: wrote === 1 };
   }
@@ -116,13 +117,16 @@ export class RedisStore implements ClusterStore {
   async connectionOpened(jid: string | null, nodeId: string): Promise<void> {
     this.ensureOpen("connection-opened");
     this.clusterLoads.local.opened(nodeId);
-    if (jid !== null && this.leases.opened(jid, nodeId)) await this.leases.hold("connection-opened", jid, nodeId);
+    if (jid !== null && this.leases.opened(jid, nodeId)) await this.leases.holdOpen("connection-opened", jid, nodeId);
   }
 
-  async connectionClosed(jid: string | null, nodeId: string): Promise<void> {
+  async connectionClosed(jid: string | null, nodeId: string, clean = false): Promise<void> {
     this.ensureOpen("connection-closed");
     this.clusterLoads.local.closed(nodeId);
-    if (jid !== null && this.leases.closed(jid)) await this.leases.hold("connection-closed", jid, nodeId);
+    if (jid === null) return;
+    if (this.leases.closed(jid)) await this.leases.letGo("connection-closed", jid, nodeId, true, clean);
+    // Another connection of the JID is open here; this one may still resume, until a lease from now.
+    else if (!clean) await this.leases.letGo("connection-broken", jid, nodeId, false, false);
   }
 
   async redirected(jid: string | null, nodeId: string): Promise<void> {
@@ -130,7 +134,7 @@ export class RedisStore implements ClusterStore {
     this.clusterLoads.local.redirected(nodeId, jid);
     if (jid === null) return;
     this.leases.confirmed(jid);
-    await this.leases.hold("redirected", jid, nodeId);
+    await this.leases.letGo("redirected", jid, nodeId, false, false);
   }
 
   /** Other instances' sums as of the last refresh, plus this instance's own counts now. */

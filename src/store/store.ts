@@ -51,8 +51,14 @@ export interface ClusterStore {
   release(jid: string, nodeId: string): Promise<void>;
   /** A forwarded connection opened (jid null: anonymous): keeps the entry while any is open. */
   connectionOpened(jid: string | null, nodeId: string): Promise<void>;
-  /** ...and closed: after the last one the entry lives on for the affinity grace period. */
-  connectionClosed(jid: string | null, nodeId: string): Promise<void>;
+  /**
+   * ...and closed. After the last one the entry lives on for the affinity
+   * grace period (the resumption window), unless every connection since then
+   * ended `clean`: the client closed its stream, so nothing is left to resume
+   * and the entry goes at once. A connection that broke, or a redirect, within
+   * the grace period keeps the entry until the grace period after it ends.
+   */
+  connectionClosed(jid: string | null, nodeId: string, clean?: boolean): Promise<void>;
   /**
    * `jid` was redirected to `nodeId`: keep the entry and count the redirect
    * for the grace period, once per JID (its latest redirect; each anonymous

@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
 import { readIntoSharedBuffer } from "./shared-read.js";
+import { STREAM_OPEN, afterChunk, streamClosed } from "./stream-close.js";
 import { TrafficMeter, type ClientTrafficLimit } from "./traffic-limit.js";
 
 export type { ClientTrafficLimit } from "./traffic-limit.js";
@@ -10,6 +11,11 @@ export interface RelayStats {
   up: number;
   /** Bytes from the node to the client. */
   down: number;
+  /**
+   * The client's last bytes were `</stream:stream>`: it closed its stream, so
+   * its session cannot be resumed (a connection that broke may be).
+   */
+  clean: boolean;
 }
 
 /** Sees each chunk the node sends, before the client gets it, until it returns false (the login's verdict scan). */
@@ -27,6 +33,8 @@ type RelayedSocket = Socket & { [RELAY]: Relay };
  */
 class Relay {
   private open = 2;
+  /** How the client's bytes so far end (see stream-close.ts): one number, no buffer. */
+  clientEnd = STREAM_OPEN;
 
   constructor(
     readonly client: Socket,
@@ -44,12 +52,14 @@ class Relay {
 
   /** A chunk from `from`, passed to its peer as it is; when the peer's buffer is full, `from` pauses until it drains. */
   carry(from: Socket, chunk: Buffer): void {
-    if (this.watcher !== undefined && from === this.node && !this.watcher(chunk)) this.watcher = undefined;
+    if (from === this.client) this.clientEnd = afterChunk(this.clientEnd, chunk);
+    else if (this.watcher !== undefined && !this.watcher(chunk)) this.watcher = undefined;
     if (!this.peerOf(from).write(chunk)) from.pause();
   }
 
   sideClosed(): void {
-    if (--this.open === 0) this.onClose({ up: this.node.bytesWritten - this.nodeBase, down: this.client.bytesWritten - this.clientBase });
+    if (--this.open > 0) return;
+    this.onClose({ up: this.node.bytesWritten - this.nodeBase, down: this.client.bytesWritten - this.clientBase, clean: streamClosed(this.clientEnd) });
   }
 }
 
@@ -112,7 +122,7 @@ function pump(from: Socket, to: Socket): void {
  * client is over its rate; the other direction stays the plain pump, so a
  * relay without a limit pays nothing for it.
  */
-function limitedPump(from: Socket, to: Socket, traffic: ClientTrafficLimit, disconnect: () => void): void {
+function limitedPump(state: Relay, from: Socket, to: Socket, traffic: ClientTrafficLimit, disconnect: () => void): void {
   const meter = new TrafficMeter(traffic.limit);
   let full = false;
   let timer: NodeJS.Timeout | undefined;
@@ -126,6 +136,7 @@ function limitedPump(from: Socket, to: Socket, traffic: ClientTrafficLimit, disc
       disconnect();
       return;
     }
+    state.clientEnd = afterChunk(state.clientEnd, chunk);
     if (!to.write(chunk)) (full = true), from.pause();
     if (verdict > 0) {
       traffic.onLimited("throttle", verdict);
@@ -142,15 +153,16 @@ function limitedPump(from: Socket, to: Socket, traffic: ClientTrafficLimit, disc
 /**
  * Relays bytes both ways between a client and a node until both sides are
  * closed; an error or reset on either side tears down both. `onClose` runs
- * once, with the byte counts. With a traffic limit, what the client sends is
- * metered (see limitedPump). A watcher sees what the node sends (see NodeWatcher).
+ * once, with the byte counts and whether the client closed its stream. With a
+ * traffic limit, what the client sends is metered (see limitedPump). A watcher
+ * sees what the node sends (see NodeWatcher).
  */
 export function relay(client: Socket, node: Socket, onClose: (stats: RelayStats) => void, traffic?: ClientTrafficLimit, watcher?: NodeWatcher): void {
   const state = new Relay(client, node, onClose, client.bytesWritten, node.bytesWritten, watcher);
   (client as RelayedSocket)[RELAY] = state;
   (node as RelayedSocket)[RELAY] = state;
   if (traffic === undefined) pump(client, node);
-  else limitedPump(client, node, traffic, () => onError.call(client));
+  else limitedPump(state, client, node, traffic, () => onError.call(client));
   pump(node, client);
   // 'close' comes once: on() spares once()'s wrapper.
   client.on("error", onError).on("close", onSocketClose);

@@ -64,8 +64,8 @@ export class IpcStore implements ClusterStore {
   connectionOpened(jid: string | null, nodeId: string): Promise<void> {
     return this.call("connectionOpened", jid, nodeId);
   }
-  connectionClosed(jid: string | null, nodeId: string): Promise<void> {
-    return this.call("connectionClosed", jid, nodeId);
+  connectionClosed(jid: string | null, nodeId: string, clean = false): Promise<void> {
+    return this.call("connectionClosed", jid, nodeId, clean);
   }
   redirected(jid: string | null, nodeId: string): Promise<void> {
     return this.call("redirected", jid, nodeId);

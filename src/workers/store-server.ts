@@ -48,7 +48,7 @@ async function answer(store: ClusterStore, op: StoreOp, args: unknown[]): Promis
     case "connectionOpened":
       return store.connectionOpened(a[0]!, a[1]!);
     case "connectionClosed":
-      return store.connectionClosed(a[0]!, a[1]!);
+      return store.connectionClosed(a[0]!, a[1]!, a[2] === true);
     case "redirected":
       return store.redirected(a[0]!, a[1]!);
     case "loads":

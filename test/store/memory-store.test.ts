@@ -97,6 +97,66 @@ describe("MemoryStore release", () => {
   });
 });
 
+describe("MemoryStore clean close", () => {
+  let now = 1_000_000;
+  const store = new MemoryStore([], { affinityTtlMs: 300_000 }, () => now);
+  after(() => store.close());
+  const session = async (jid: string, node = "n1", connections = 1): Promise<void> => {
+    await store.claim(jid, node, []);
+    for (let i = 0; i < connections; i++) await store.connectionOpened(jid, node);
+  };
+
+  it("forgets a JID at once when its last connection ends with the client closing its stream", async () => {
+    await session("bye@lb.test");
+    await store.connectionClosed("bye@lb.test", "n1", true);
+    assert.equal(await store.lookup("bye@lb.test"), null, "nothing to resume: no grace period");
+    assert.deepEqual(await store.claim("bye@lb.test", "n2", []), { owner: "n2", wrote: true }, "its next login is placed afresh");
+  });
+
+  it("keeps it while another connection is open, and for the grace period after a connection that broke", async () => {
+    await session("two@lb.test", "n1", 2);
+    await store.connectionClosed("two@lb.test", "n1", true);
+    assert.equal(await store.lookup("two@lb.test"), "n1", "one connection is still open");
+    await store.connectionClosed("two@lb.test", "n1", true);
+    assert.equal(await store.lookup("two@lb.test"), null);
+
+    await session("phone@lb.test", "n1", 2);
+    await store.connectionClosed("phone@lb.test", "n1", false); // the phone's connection broke: it may resume
+    now += 100_000;
+    await store.connectionClosed("phone@lb.test", "n1", true); // the desktop logs out
+    assert.equal(await store.lookup("phone@lb.test"), "n1", "the broken connection may still resume on n1");
+    now += 199_000;
+    assert.equal(await store.lookup("phone@lb.test"), "n1");
+    now += 2_000;
+    assert.equal(await store.lookup("phone@lb.test"), null, "gone when the broken one's grace period ends, not the clean close's");
+
+    await session("lost@lb.test");
+    await store.connectionClosed("lost@lb.test", "n1", false);
+    now += 299_000;
+    assert.equal(await store.lookup("lost@lb.test"), "n1", "a connection that broke keeps the whole grace period");
+  });
+
+  it("keeps it through a clean close for the grace period of a redirect", async () => {
+    await session("sent@lb.test");
+    await store.redirected("sent@lb.test", "n1"); // another resource went to the node itself
+    await store.connectionClosed("sent@lb.test", "n1", true);
+    now += 299_000;
+    assert.equal(await store.lookup("sent@lb.test"), "n1");
+    now += 2_000;
+    assert.equal(await store.lookup("sent@lb.test"), null);
+  });
+
+  it("forgets what could resume on a stale node once the JID moves", async () => {
+    await session("moves@lb.test", "n1", 2);
+    await store.connectionClosed("moves@lb.test", "n1", false); // broke: n1 is stopping
+    assert.deepEqual(await store.claim("moves@lb.test", "n2", ["n1"]), { owner: "n2", wrote: true });
+    await store.connectionOpened("moves@lb.test", "n2");
+    await store.connectionClosed("moves@lb.test", "n1", true);
+    await store.connectionClosed("moves@lb.test", "n2", true);
+    assert.equal(await store.lookup("moves@lb.test"), null, "nothing of n1's could resume on n2");
+  });
+});
+
 describe("MemoryStore drain", () => {
   const node = (id: string): NodeSpec => ({ id, weight: 1, domains: [], internal: { host: "127.0.0.1", port: 1 }, external: { host: "127.0.0.1", port: 1 } });
   const store = new MemoryStore([node("n1"), node("n2")], { affinityTtlMs: 300_000 });

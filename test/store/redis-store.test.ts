@@ -221,6 +221,63 @@ for (const { name, start } of backends) {
       assert.ok(keys.includes(`${t.prefix()}jid:%7Bnodes%7Dx@lb.test`), `readable escapes: ${keys.join(" ")}`);
     });
 
+    it("forgets a JID at once when the client closes its stream on the JID's last connection on any instance", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      // The second would have a hash tag of its own but for the escape: its holders hash shares its entry's slot all the same.
+      for (const jid of ["bye@lb.test", "tag{x}@lb.test", "odd}one@lb.test"]) {
+        await a.claim(jid, "n1", []);
+        await a.connectionOpened(jid, "n1");
+        await b.connectionOpened(jid, "n1");
+        await a.connectionClosed(jid, "n1", true);
+        assert.equal(await b.lookup(jid), "n1", `${jid}: still open through the other instance`);
+        await b.connectionClosed(jid, "n1", true);
+        assert.equal(await a.lookup(jid), null, `${jid}: nothing to resume, so no grace period`);
+      }
+      assert.deepEqual([...(await t.keys(`${t.prefix()}jid:*`)), ...(await t.keys(`${t.prefix()}holders:*`))], [], "no entry or holders hash left");
+    });
+
+    it("keeps the entry through a clean close while a connection that broke, or a redirected client, may come back", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      await a.claim("phone@lb.test", "n1", []);
+      await a.connectionOpened("phone@lb.test", "n1");
+      await a.connectionOpened("phone@lb.test", "n1");
+      await a.connectionClosed("phone@lb.test", "n1", false); // the phone's connection broke
+      await sleep(GRACE_MS / 2);
+      await a.connectionClosed("phone@lb.test", "n1", true); // the desktop logs out
+      assert.equal(await b.lookup("phone@lb.test"), "n1", "the broken connection may resume on n1");
+      await sleep(GRACE_MS * 0.7);
+      assert.equal(await b.lookup("phone@lb.test"), null, "gone when the broken connection's grace period ends");
+
+      await a.claim("sent@lb.test", "n1", []);
+      await a.connectionOpened("sent@lb.test", "n1");
+      await b.redirected("sent@lb.test", "n1");
+      await a.connectionClosed("sent@lb.test", "n1", true);
+      assert.equal(await b.lookup("sent@lb.test"), "n1", "the redirected client logs in at n1 itself");
+
+      // What could resume on a stale node cannot on the node that replaces it.
+      await a.claim("moves@lb.test", "n1", []);
+      await a.connectionOpened("moves@lb.test", "n1");
+      await a.connectionClosed("moves@lb.test", "n1", false); // broke: n1 is stopping
+      assert.deepEqual(await b.claim("moves@lb.test", "n2", ["n1"]), { owner: "n2", wrote: true });
+      await b.connectionOpened("moves@lb.test", "n2");
+      await b.connectionClosed("moves@lb.test", "n2", true);
+      assert.equal(await a.lookup("moves@lb.test"), null, "the new node's logout forgets it");
+
+      // An entry without a TTL (pinned by a plugin): the window as before.
+      await backend.servers[0]!.cli("-c", "SET", `${t.prefix()}jid:pinned@lb.test`, "n1");
+      for (const jid of ["pinned@lb.test"]) {
+        await a.claim(jid, "n1", []);
+        await a.connectionOpened(jid, "n1");
+        await a.connectionClosed(jid, "n1", true);
+        assert.equal(await b.lookup(jid), "n1", jid);
+      }
+      await sleep(GRACE_MS * 1.2);
+      assert.equal(await b.lookup("pinned@lb.test"), "n1", "a pin stays a pin");
+      assert.deepEqual((await t.keys(`${t.prefix()}holders:*`)).sort(), [], "holders hashes expire with their entries");
+    });
+
     it("sums loads across instances: open connections, and redirects apart from them", async () => {
       const a = await t.store();
       const b = await t.store();

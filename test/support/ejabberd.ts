@@ -1,15 +1,26 @@
-// Test fixture: N real ejabberd 23.01 nodes (Debian's package) on loopback,
-// standing in for an XMPP cluster behind the balancer, as prosody.ts does with
-// Prosody. They do not cluster: each node has its own Erlang node name, its own
-// random cookie and its own Mnesia spool, and register() creates every account
-// on every node with the same password, so any node can log any user in.
+// Test fixture: N real ejabberd nodes (Debian's package: 23.01 in bookworm,
+// 24.12 in bookworm-backports; the recipe is the same) on loopback, standing
+// in for an XMPP cluster behind the balancer, as prosody.ts does with Prosody.
+// Two kinds:
 //
-// Node i (1-based) listens for c2s on
+// * independent nodes (the default): each has its own Erlang node name, its
+//   own random cookie and its own Mnesia spool, and register() creates every
+//   account on every node with the same password, so any node can log any
+//   user in, but a user on one node cannot reach a user on another;
+// * one real cluster (`clustered: true`): the nodes share one cookie and
+//   Mnesia: nodes 2..N join node 1 one after the other (`join_cluster`, which
+//   restarts ejabberd on the joining node), accounts are registered once, and
+//   sessions, rosters, offline messages and MUC rooms are the cluster's. A node
+//   restarted on its own spool rejoins by itself.
+//
+// Independent node i (1-based) listens for c2s on
 //   internal 127.0.3.i:<free port>  (what the balancer dials / probes; STARTTLS offered, not required)
 //   external 127.0.4.i:<free port>  (what see-other-host points clients at; STARTTLS required)
 //   proxy    127.0.3.i:<free port>  (optional: `use_proxy_protocol: true`, for --backend-proxy-protocol)
-// and names itself "n<i>" in disco#info (mod_disco's `name` option: the server
-// identity's name), so clients.ts's nodeOf() tells ejabberd nodes apart too.
+// A clustered node i uses 127.0.6.i for all three and for its Erlang
+// distribution, so its own address names it. Every node names itself "n<i>"
+// in disco#info (mod_disco's `name` option: the server identity's name), so
+// clients.ts's nodeOf() tells ejabberd nodes apart too.
 //
 // How a node runs: not through /usr/sbin/ejabberdctl, which as root re-runs
 // itself as the `ejabberd` user through su (who could not read a root-owned
@@ -19,21 +30,24 @@
 // ... -s ejabberd -noinput`, Debian's ERL_LIBS, the config and log paths in
 // EJABBERD_CONFIG_PATH / EJABBERD_LOG_PATH), everything pointed into the
 // node's temp dir, plus `-erl_epmd_port PORT -start_epmd false` (what
-// ejabberdctl does with ERL_DIST_PORT): the Erlang distribution listens on
-// 127.0.3.i:PORT only and is dialed there, so no epmd is needed or started (if
-// one runs anyway, e.g. the package's, the node's unique name is registered
-// there until it exits). `ejabberdctl COMMAND ...` is the RPC ejabberdctl
-// makes, ejabberd_ctl:process([COMMAND, ...]), from a hidden `erl` with the
-// node's cookie (see ctlAll()). This works as root and as any other user, and
-// writes nothing outside the temp dir (/etc/ejabberd/inetrc is only read).
-// A node is ready in ~1.5 s alone; two at once, with their accounts, take
-// 3-4 s on a 2-CPU machine.
+// ejabberdctl does with ERL_DIST_PORT): the Erlang distribution listens on the
+// node's own address at PORT only and every node is dialed there (in a cluster
+// all nodes use the same PORT, each on its own address), so no epmd is needed
+// or started, and ERL_EPMD_PORT names a closed port so that nothing registers
+// with an epmd that runs anyway (the package's). `ejabberdctl COMMAND ...` is
+// the RPC ejabberdctl makes, ejabberd_ctl:process([COMMAND, ...]), from a
+// hidden `erl` with the node's cookie (see ctlAll()). This works as root and
+// as any other user, and writes nothing outside the temp dir
+// (/etc/ejabberd/inetrc is only read). Stop the package's own ejabberd first:
+// its wildcard listeners hold port 5222 on every address. A node is ready in
+// ~1.5 s alone; two at once, with their accounts, take 3-4 s on a 2-CPU
+// machine; a three-node cluster, joined, 11-13 s.
 
 import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort, sleep } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -51,6 +65,8 @@ export interface EjabberdNode {
   id: string;
   /** The Erlang node name (unique per run), e.g. "xmpp-lb-n1-3f2a@127.0.3.1". */
   erlangNode: string;
+  /** Whether the Erlang VM is running (it may still be booting). */
+  readonly running: boolean;
   internal: HostPort;
   external: HostPort;
   /** The c2s listener with `use_proxy_protocol: true` (option `proxyListener`), else undefined. */
@@ -70,15 +86,35 @@ export interface EjabberdNode {
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** (Re)start with the same config and spool; resolves once every listener serves stream features. */
   start(): Promise<void>;
+  /** Resolves once every listener serves stream features again (after join_cluster restarted ejabberd). */
+  ready(): Promise<void>;
+  /** The Erlang nodes this node's Mnesia runs with, itself included (`list_cluster`). */
+  clusterNodes(): Promise<string[]>;
+  /**
+   * Ends every client session on this node with `<system-shutdown/>` while
+   * the node runs, each through its usual end (out of the session table, its
+   * unacknowledged and queued stanzas routed again); resolves with how many.
+   * Stopping the node instead ends them racing its own shutdown (see the
+   * README: "In front of a real cluster").
+   */
+  endSessions(): Promise<number>;
 }
 
 export interface EjabberdCluster {
   domain: string;
   nodes: EjabberdNode[];
+  /** One Mnesia cluster (option `clustered`), or independent nodes. */
+  clustered: boolean;
   /** The temp dir holding every node's config, spool and logs. */
   dir: string;
-  /** Creates an account on every node (`ejabberdctl register`). */
+  /** Creates an account (`ejabberdctl register`): once in a cluster, else on every node. */
   register(user: string, password: string): Promise<void>;
+  /**
+   * Clustered: resolves once every running node's Mnesia runs with every other
+   * running node and has its tables loaded. A room created before that could be
+   * created twice (once per side), so MUC tests wait for it after a (re)start.
+   */
+  converged(timeoutMs?: number): Promise<void>;
   /** Stops all nodes and removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -99,6 +135,8 @@ export interface EjabberdClusterOptions {
   fail2banExempt?: string[];
   /** Per-node readiness timeout in ms (default 20000). */
   readyTimeout?: number;
+  /** One real ejabberd cluster (shared Mnesia) on 127.0.6.i, instead of independent nodes. */
+  clustered?: boolean;
 }
 
 const ERL = process.env.EJABBERD_ERL_BIN ?? "/usr/bin/erl";
@@ -107,6 +145,15 @@ const ERL_LIBS = process.env.EJABBERD_ERL_LIBS ?? "/usr/lib/x86_64-linux-gnu";
 const INETRC = "/etc/ejabberd/inetrc";
 const TLS_DIR = fileURLToPath(new URL("../../examples/tls/", import.meta.url));
 const execFileP = promisify(execFile);
+
+/** Whether ejabberd can run here as this file runs it: `erl`, and an ejabberd-* library dir under ERL_LIBS (Debian's `ejabberd` package). */
+export function ejabberdInstalled(): boolean {
+  try {
+    return existsSync(ERL) && readdirSync(ERL_LIBS).some((d) => d.startsWith("ejabberd-"));
+  } catch {
+    return false;
+  }
+}
 
 /** YAML scalar: a JSON string is a valid YAML double-quoted string. */
 const y = (s: string): string => JSON.stringify(s);
@@ -181,9 +228,17 @@ modules:
   # c2s_auth_ban_lifetime (default 20 failures, 1 hour): the address is the
   # balancer's unless the PROXY protocol tells the client's.
   mod_fail2ban:${fail2ban === "{}" ? " {}" : fail2ban}
+  # Rooms on conference.<domain>; in a cluster a room lives on one node and its occupants may be on any.
+  mod_muc: {}
+  mod_offline: {}
   mod_ping: {}
   mod_roster: {}
-  mod_stream_mgmt: {}
+  # A session that ends without being resumed (its node stopped, or resumption
+  # timed out) routes the stanzas its client never acknowledged again instead of
+  # bouncing them: to the same resource logged in anew (on any node), else to
+  # offline storage (mod_offline). The README's advice for a cluster behind the balancer.
+  mod_stream_mgmt:
+    resend_on_timeout: if_offline
   mod_version:
     show_os: false
 `;
@@ -234,36 +289,60 @@ function tail(file: string, lines = 30): string {
   }
 }
 
+/** How a node's Erlang VM takes part in the distribution. */
+interface Distribution {
+  /** The port every node of the run listens on (each on its own address) and dials: no epmd. */
+  port: number;
+  /** Shared by a cluster's nodes; each independent node has its own. */
+  cookie: string;
+  /** A port nothing listens on, for ERL_EPMD_PORT: registering with an epmd fails quietly. */
+  noEpmdPort: number;
+}
+
+interface NodeParams {
+  id: string;
+  dir: string;
+  domain: string;
+  internal: HostPort;
+  external: HostPort;
+  proxy: HostPort | undefined;
+  dist: Distribution;
+  readyTimeout: number;
+}
+
 class Node implements EjabberdNode {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
+  readonly id: string;
+  readonly dir: string;
+  readonly domain: string;
+  readonly internal: HostPort;
+  readonly external: HostPort;
+  readonly proxy: HostPort | undefined;
   readonly logFile: string;
   readonly configFile: string;
   private readonly consoleFile: string;
   private readonly spool: string;
-  private readonly cookie = randomBytes(16).toString("hex");
+  private readonly dist: Distribution;
+  private readonly readyTimeout: number;
   readonly erlangNode: string;
 
-  constructor(
-    readonly id: string,
-    readonly dir: string,
-    readonly domain: string,
-    readonly internal: HostPort,
-    readonly external: HostPort,
-    readonly proxy: HostPort | undefined,
-    /** The Erlang distribution port, on internal.host: the node listens there, ctl() dials it. */
-    private readonly distPort: number,
-    private readonly readyTimeout: number,
-  ) {
-    this.logFile = path.join(dir, "logs", "ejabberd.log");
-    this.configFile = path.join(dir, "ejabberd.yml");
-    this.consoleFile = path.join(dir, "console.log");
-    this.spool = path.join(dir, "spool");
-    this.erlangNode = `xmpp-lb-${id}-${randomBytes(3).toString("hex")}@${internal.host}`;
+  constructor(p: NodeParams) {
+    ({ id: this.id, dir: this.dir, domain: this.domain, internal: this.internal, external: this.external, proxy: this.proxy, dist: this.dist, readyTimeout: this.readyTimeout } = p);
+    this.logFile = path.join(p.dir, "logs", "ejabberd.log");
+    this.configFile = path.join(p.dir, "ejabberd.yml");
+    this.consoleFile = path.join(p.dir, "console.log");
+    this.spool = path.join(p.dir, "spool");
+    // The distribution listens on the internal address: the node's name says where to dial it.
+    this.erlangNode = `xmpp-lb-${p.id}-${randomBytes(3).toString("hex")}@${p.internal.host}`;
   }
 
   get pid(): number {
     return this.child?.pid ?? 0;
+  }
+
+  get running(): boolean {
+    return this.child !== null;
   }
 
   log(): string {
@@ -286,6 +365,7 @@ class Node implements EjabberdNode {
       CONTRIB_MODULES_CONF_DIR: path.join(this.dir, "modules"),
       ERL_CRASH_DUMP: path.join(this.dir, "logs", "erl_crash.dump"),
       ERL_CRASH_DUMP_BYTES: "0",
+      ERL_EPMD_PORT: String(this.dist.noEpmdPort),
     };
     delete env.EJABBERD_PID_PATH;
     if (existsSync(INETRC)) env.ERL_INETRC = INETRC;
@@ -294,7 +374,7 @@ class Node implements EjabberdNode {
 
   /** Erlang distribution without epmd: this node's port is fixed, and so is the one dialed. */
   private distArgs(): string[] {
-    return ["-setcookie", this.cookie, "-erl_epmd_port", String(this.distPort), "-start_epmd", "false"];
+    return ["-setcookie", this.dist.cookie, "-erl_epmd_port", String(this.dist.port), "-start_epmd", "false"];
   }
 
   ctl(args: string[]): Promise<string> {
@@ -308,23 +388,44 @@ class Node implements EjabberdNode {
    * Fails unless every command returns status 0.
    */
   async ctlAll(commands: string[][]): Promise<string> {
-    const name = `ctl-${randomBytes(4).toString("hex")}@${this.internal.host}`;
     const erlString = (s: string): string => `"${s.replace(/[\\"]/g, "\\$&")}"`;
     const list = `[${commands.map((args) => `[${args.map(erlString).join(",")}]`).join(",")}]`;
     const script =
-      `Node = '${this.erlangNode}', ` +
       `Codes = [case rpc:call(Node, ejabberd_ctl, process, [Args], 30000) of ` +
       `C when is_integer(C) -> C; Other -> io:format("~p: ~p~n", [Args, Other]), 3 end || Args <- ${list}], ` +
       `halt(lists:max([0 | Codes])).`;
-    const argv = ["-name", name, ...this.distArgs(), "-dist_listen", "false", "-hidden", "-noinput", "-eval", script];
+    return this.remote(script, `ejabberdctl ${commands.map((c) => c[0]).join(", ")}`);
+  }
+
+  async endSessions(): Promise<number> {
+    const script =
+      `Shutdown = rpc:call(Node, xmpp, serr_system_shutdown, []), ` +
+      `Sessions = rpc:call(Node, ejabberd_sm, dirty_get_my_sessions_list, []), ` +
+      // #session.sid is {Time, Pid}; a stream error sent ends the stream.
+      `[rpc:call(Node, ejabberd_c2s, send, [element(2, element(2, S)), Shutdown]) || S <- Sessions], ` +
+      `io:format("~p~n", [length(Sessions)]), halt(0).`;
+    return Number((await this.remote(script, "ending the node's sessions")).trim());
+  }
+
+  async clusterNodes(): Promise<string[]> {
+    return (await this.ctl(["list_cluster"])).split("\n").map((l) => l.trim().replace(/^'|'$/g, "")).filter((l) => l !== "");
+  }
+
+  /**
+   * Runs `script` (Erlang expressions, `Node` bound to this node's name) in a
+   * hidden Erlang VM that dials this node (or, in a cluster, any node) with
+   * its cookie, and resolves with what it printed; it must halt(0).
+   */
+  async remote(script: string, what: string): Promise<string> {
+    const name = `ctl-${randomBytes(4).toString("hex")}@${this.internal.host}`;
+    const argv = ["-name", name, ...this.distArgs(), "-dist_listen", "false", "-hidden", "-noinput", "-eval", `Node = '${this.erlangNode}', ${script}`];
     try {
-      const { stdout } = await execFileP(ERL, argv, { cwd: this.dir, env: this.env(), timeout: 30000 });
+      const { stdout } = await execFileP(ERL, argv, { cwd: this.dir, env: this.env(), timeout: 40000 });
       return stdout;
     } catch (err) {
       // Not err.message: it holds the whole command line, passwords and cookie included.
       const e = err as { code?: number | string; signal?: string; stdout?: string; stderr?: string };
-      const what = commands.map((c) => c[0]).join(", ");
-      throw new Error(`ejabberdctl ${what} on ${this.id} failed (${e.signal ?? `exit ${e.code}`}):\n${e.stdout ?? ""}${e.stderr ?? ""}`);
+      throw new Error(`${what} on ${this.id} failed (${e.signal ?? `exit ${e.code}`}):\n${e.stdout ?? ""}${e.stderr ?? ""}`);
     }
   }
 
@@ -344,17 +445,23 @@ class Node implements EjabberdNode {
     const child = spawn(ERL, args, { cwd: this.dir, env: this.env(), stdio: ["ignore", out, out] });
     closeSync(out);
     this.child = child;
-    let gone = false;
     this.exited = tracked(child).then(() => {
-      gone = true;
       if (this.child === child) this.child = null;
     });
     child.once("error", () => {}); // ENOENT etc. surfaces as an early exit below
+    try {
+      await this.ready();
+    } catch (err) {
+      await this.kill("SIGKILL");
+      throw err;
+    }
+  }
 
+  async ready(): Promise<void> {
     const deadline = Date.now() + this.readyTimeout;
     let last: unknown = null;
     for (;;) {
-      if (gone) break;
+      if (this.child === null) break;
       try {
         await probe(this.internal, this.domain, 1000, false);
         await probe(this.external, this.domain, 1000, false);
@@ -366,10 +473,9 @@ class Node implements EjabberdNode {
       if (Date.now() > deadline) break;
       await sleep(100);
     }
-    await this.kill("SIGKILL");
     throw new Error(
       `ejabberd node ${this.id} (${this.internal.host}:${this.internal.port}, ${this.external.host}:${this.external.port}) ` +
-        `${gone ? "exited" : "never became ready"}: ${String(last)}\n--- ${this.logFile}\n${tail(this.logFile)}\n--- ${this.consoleFile}\n${tail(this.consoleFile, 10)}`,
+        `${this.child === null ? "exited" : "never became ready"}: ${String(last)}\n--- ${this.logFile}\n${tail(this.logFile)}\n--- ${this.consoleFile}\n${tail(this.consoleFile, 10)}`,
     );
   }
 
@@ -388,9 +494,25 @@ class Node implements EjabberdNode {
   }
 }
 
+/** A port free on every one of `hosts` now: a cluster's nodes all listen for the distribution on it, each on its own address. */
+async function portFreeOnAll(hosts: readonly string[]): Promise<number> {
+  const bindable = (host: string, port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once("error", () => resolve(false));
+      srv.listen(port, host, () => srv.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freePort(hosts[0]);
+    if ((await Promise.all(hosts.slice(1).map((h) => bindable(h, port)))).every(Boolean)) return port;
+  }
+  throw new Error(`no port free on all of ${hosts.join(", ")}`);
+}
+
 export async function startEjabberdCluster(opts: EjabberdClusterOptions = {}): Promise<EjabberdCluster> {
   const count = opts.count ?? 2;
   const domain = opts.domain ?? "lb.test";
+  const clustered = opts.clustered ?? false;
   const dir = await mkdtemp(path.join(opts.dir ?? os.tmpdir(), "xmpp-lb-ejabberd-"));
   const keep = opts.keepDir ?? process.env.XMPP_LB_KEEP_EJABBERD === "1";
   const nodes: Node[] = [];
@@ -403,43 +525,76 @@ export async function startEjabberdCluster(opts: EjabberdClusterOptions = {}): P
     liveDirs.delete(dir);
   };
 
+  // One hidden VM asks every running node, until each one's Mnesia runs with exactly the running nodes, then waits for their tables.
+  const converged = async (timeoutMs = 30000): Promise<void> => {
+    const running = nodes.filter((n) => n.running);
+    if (!clustered || running.length === 0) return;
+    const list = `[${running.map((n) => `'${n.erlangNode}'`).join(",")}]`;
+    const script =
+      `Nodes = ${list}, Want = lists:sort(Nodes), Deadline = erlang:monotonic_time(millisecond) + ${timeoutMs}, ` +
+      `Views = fun() -> [catch lists:sort(rpc:call(N, mnesia, system_info, [running_db_nodes], 5000)) || N <- Nodes] end, ` +
+      `Loop = fun L() -> V = Views(), case lists:all(fun(X) -> X =:= Want end, V) of true -> ok; ` +
+      `false -> case erlang:monotonic_time(millisecond) > Deadline of true -> io:format("not converged: ~p~n", [V]), halt(3); false -> timer:sleep(100), L() end end end, ` +
+      `Loop(), ` +
+      `Loads = [{N, rpc:call(N, mnesia, wait_for_tables, [rpc:call(N, mnesia, system_info, [local_tables]), ${timeoutMs}], ${timeoutMs + 5000})} || N <- Nodes], ` +
+      `case [L || {_, R} = L <- Loads, R =/= ok] of [] -> halt(0); Bad -> io:format("tables not loaded: ~p~n", [Bad]), halt(3) end.`;
+    await running[0]!.remote(script, "waiting for the cluster to converge");
+  };
+
   try {
     const tlsPem = Buffer.concat([readFileSync(path.join(TLS_DIR, "server.pem")), Buffer.from("\n"), readFileSync(path.join(TLS_DIR, "server.key"))]);
+    const hosts = (subnet: number): string[] => Array.from({ length: count }, (_, i) => `127.0.${subnet}.${i + 1}`);
+    const noEpmdPort = await freePort();
+    const sharedDist = clustered ? { port: await portFreeOnAll(hosts(6)), cookie: randomBytes(16).toString("hex"), noEpmdPort } : undefined;
     for (let i = 1; i <= count; i++) {
       const id = `n${i}`;
       const nodeDir = path.join(dir, id);
       await mkdir(path.join(nodeDir, "spool"), { recursive: true });
       await mkdir(path.join(nodeDir, "logs"));
       await writeFile(path.join(nodeDir, "tls.pem"), tlsPem, { mode: 0o600 });
-      const internalHost = `127.0.3.${i}`;
+      const internalHost = clustered ? `127.0.6.${i}` : `127.0.3.${i}`;
+      const externalHost = clustered ? internalHost : `127.0.4.${i}`;
       const internal = { host: internalHost, port: await freePort(internalHost) };
-      const external = { host: `127.0.4.${i}`, port: await freePort(`127.0.4.${i}`) };
+      const external = { host: externalHost, port: await freePort(externalHost) };
       const proxy = opts.proxyListener ? { host: internalHost, port: await freePort(internalHost) } : undefined;
-      const distPort = await freePort(internalHost);
-      const node = new Node(id, nodeDir, domain, internal, external, proxy, distPort, opts.readyTimeout ?? 20000);
+      const dist = sharedDist ?? { port: await freePort(internalHost), cookie: randomBytes(16).toString("hex"), noEpmdPort };
+      const node = new Node({ id, dir: nodeDir, domain, internal, external, proxy, dist, readyTimeout: opts.readyTimeout ?? 20000 });
       const params = { id, dir: nodeDir, domain, internal, external, proxy, maxAuthFailures: opts.maxAuthFailures, fail2banExempt: opts.fail2banExempt };
       await writeFile(node.configFile, configFor(params));
       nodes.push(node);
     }
     await Promise.all(nodes.map((n) => n.start()));
+    if (clustered) {
+      // One at a time: join_cluster stops ejabberd on the joining node, copies the schema and tables, and starts it again.
+      for (const node of nodes.slice(1)) {
+        await node.ctl(["join_cluster", nodes[0]!.erlangNode]);
+        await node.ready();
+      }
+      await converged();
+    }
   } catch (err) {
     await stop();
     throw err;
   }
 
+  // A cluster's accounts are its Mnesia's: registered once. Independent nodes each need their own.
+  const registrars = clustered ? nodes.slice(0, 1) : nodes;
   const cluster: EjabberdCluster = {
     domain,
     nodes,
+    clustered,
     dir,
     async register(user, password) {
-      await Promise.all(nodes.map((n) => n.ctl(["register", user, domain, password])));
+      const node = clustered ? nodes.find((n) => n.running) : undefined;
+      await Promise.all((node ? [node] : registrars).map((n) => n.ctl(["register", user, domain, password])));
     },
+    converged,
     stop,
   };
   try {
     // One ctl VM per node for all the accounts.
     const users = opts.users ?? [];
-    if (users.length > 0) await Promise.all(nodes.map((n) => n.ctlAll(users.map(([user, password]) => ["register", user, domain, password]))));
+    if (users.length > 0) await Promise.all(registrars.map((n) => n.ctlAll(users.map(([user, password]) => ["register", user, domain, password]))));
   } catch (err) {
     await stop();
     throw err;

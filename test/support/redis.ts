@@ -6,7 +6,7 @@
 import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort } from "./wait.js";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -16,6 +16,19 @@ const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? "redis-server";
 const REDIS_CLI = process.env.REDIS_CLI_BIN ?? "redis-cli";
 const HOST = "127.0.0.1";
 const execFileP = promisify(execFile);
+
+/** Whether redis-server is on the PATH (Debian's `redis-server` package), or REDIS_SERVER_BIN names it. */
+export function redisInstalled(): boolean {
+  const candidates = REDIS_SERVER.includes("/") ? [REDIS_SERVER] : (process.env.PATH ?? "").split(":").map((dir) => path.join(dir, REDIS_SERVER));
+  return candidates.some((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
 
 export interface RedisServer {
   host: string;

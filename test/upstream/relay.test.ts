@@ -4,8 +4,9 @@ import net from "node:net";
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import { after, describe, it } from "node:test";
-import { relay, type RelayStats } from "../../src/upstream/relay.js";
+import { relay, type ClientTrafficLimit, type RelayStats } from "../../src/upstream/relay.js";
 import { readIntoSharedBuffer, sharedReadsAvailable } from "../../src/upstream/shared-read.js";
+import { parseTrafficLimit } from "../../src/upstream/traffic-limit.js";
 import { sleep } from "../support/wait.js";
 
 /** A listener whose accepted sockets are handed out one by one. */
@@ -54,13 +55,14 @@ async function frontPair(useTls: boolean): Promise<{ client: net.Socket; accepte
 }
 
 /** A relay as the balancer runs it: an accepted client socket (plain or TLS) and a dialed node socket, with the peers of both. */
-async function relayed(watcher?: (chunk: Buffer) => boolean, useTls = false): Promise<{ client: net.Socket; node: net.Socket; closed: Promise<RelayStats> }> {
+async function relayed(watcher?: (chunk: Buffer) => boolean, useTls = false, traffic?: ClientTrafficLimit): Promise<{ client: net.Socket; node: net.Socket; closed: Promise<RelayStats> }> {
   const { client, accepted } = await frontPair(useTls);
   const dialed = net.connect({ port: nodes.port, host: "127.0.0.1", allowHalfOpen: true });
+  const connected = once(dialed, "connect"); // before the accept: 'connect' may come first
   const node = await nodes.next();
-  await once(dialed, "connect");
+  await connected;
   opened.push(dialed, node);
-  const closed = new Promise<RelayStats>((resolve) => relay(accepted, dialed, resolve, undefined, watcher));
+  const closed = new Promise<RelayStats>((resolve) => relay(accepted, dialed, resolve, traffic, watcher));
   return { client, node, closed };
 }
 
@@ -131,6 +133,40 @@ describe("relay", () => {
     assert.equal((await nodeGot).toString(), "</stream:stream>");
     const stats = await closed;
     assert.deepEqual({ up: stats.up, down: stats.down }, { up: 16, down: 26 });
+  });
+});
+
+describe("relay: how the client's stream ended", () => {
+  /** Sends `pieces` from the client one write at a time (each its own chunk), then ends (FIN) or drops (destroy) its connection. */
+  const ending = async (pieces: string[], end: "fin" | "reset", useTls = false, traffic?: ClientTrafficLimit): Promise<boolean> => {
+    const { client, node, closed } = await relayed(undefined, useTls, traffic);
+    node.resume();
+    for (const piece of pieces) {
+      client.write(piece);
+      await sleep(15);
+    }
+    if (end === "fin") client.end();
+    else client.destroy();
+    node.end(); // the node closes its side too
+    return (await closed).clean;
+  };
+
+  it("is clean when the client's last bytes are </stream:stream>, split across chunks or followed by whitespace, over TLS too", async () => {
+    assert.equal(await ending(["<message/>", "</stream:stream>"], "fin"), true);
+    assert.equal(await ending(["<message/></str", "eam:st", "ream>"], "fin"), true);
+    assert.equal(await ending(["<presence type='unavailable'/></stream:stream>", " ", "\n"], "fin"), true);
+    assert.equal(await ending(["<a h='3' xmlns='urn:xmpp:sm:3'/>", "</stream:stream>\r\n"], "reset", true), true, "said goodbye, then the connection went");
+    const metered: ClientTrafficLimit = { limit: parseTrafficLimit("1m"), onLimited: () => {} };
+    assert.equal(await ending(["<message/></stream:", "stream>"], "fin", false, metered), true, "under --traffic-limit");
+    assert.equal(await ending(["<message/>"], "fin", false, metered), false, "under --traffic-limit");
+  });
+
+  it("is not clean when the connection merely ends, or the tag is not the last thing sent", async () => {
+    assert.equal(await ending(["<message/>"], "fin"), false);
+    assert.equal(await ending(["<message/>"], "reset", true), false);
+    assert.equal(await ending(["</stream:stream>", "<message/>"], "fin"), false);
+    assert.equal(await ending(["<body>&lt;/stream:stream&gt;</body>"], "fin"), false);
+    assert.equal(await ending(["</stream:", " stream>"], "fin"), false);
   });
 });
 
