@@ -55,7 +55,8 @@ describe("traffic limits", () => {
 
   // One behaviour, every transport: the byte meter is the relay's, whichever framing carries the bytes.
   for (const transport of ["tcp", "websocket"] as const) {
-    it(`disconnects a client over its bytes per minute, and leaves one under it alone (${transport})`, async () => {
+    // Bounded: a relay that does not meter never cuts the client, and the test must fail rather than wait for ever.
+    it(`disconnects a client over its bytes per minute, and leaves one under it alone (${transport})`, { timeout: 60_000 }, async () => {
       const lb = await balancer("bin:64k:0:disc");
       const heavy = transport === "tcp" ? await connect(lb, "heavy") : await connectWebSocket(lb, "heavy");
       const light = await connect(lb, "light");
