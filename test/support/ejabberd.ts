@@ -299,13 +299,8 @@ interface Distribution {
   noEpmdPort: number;
 }
 
-interface NodeParams {
-  id: string;
-  dir: string;
-  domain: string;
-  internal: HostPort;
-  external: HostPort;
-  proxy: HostPort | undefined;
+/** What starts one node: where it lives and listens (as its config has it), and how it joins Erlang distribution. */
+interface NodeParams extends Omit<ConfigParams, "maxAuthFailures" | "fail2banExempt"> {
   dist: Distribution;
   readyTimeout: number;
 }
