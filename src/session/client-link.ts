@@ -118,8 +118,8 @@ export interface ClientLink {
   errorParts(condition: StreamErrorCondition, text?: string): string[];
   /** The stream's close. */
   readonly closeXml: string;
-  /** Where a redirect sends the client, or null when the transport has no address of the node (a WebSocket node without `ws=`). */
-  redirectParts(node: NodeView, pendingOpen: string): string[] | null;
+  /** A redirect to `node`: where it sends the client and what says so, or null when the transport has no address of the node (a WebSocket node without `ws=`). */
+  redirectTo(node: NodeView, pendingOpen: string): { to: string; parts: string[] } | null;
 
   // --- output ------------------------------------------------------------------
   send(xml: string | Buffer): void;

@@ -84,16 +84,16 @@ export class Handoff {
     const decision = await this.router.route({ jid: login.jid, domain: login.domain }, link.log);
     if (decision === null) return { outcome: "no-node" };
     const { node } = decision;
-    const parts = link.redirectParts(node, login.pendingOpen ?? "");
-    if (parts === null) {
+    const redirect = link.redirectTo(node, login.pendingOpen ?? "");
+    if (redirect === null) {
       // The claim stays: the forward's decision finds it in the directory.
       link.log.warn({ node: node.id, transport: link.transport }, "the node has no address for this transport to redirect to: forwarding instead");
       return this.forward(link, login);
     }
     decision.lease.redirected();
     if (login.jid !== null) this.options.redirects.remember(address, login.jid);
-    link.close(parts, LINGER_MS.redirected);
-    link.log.info({ jid: login.jid, node: node.id, via: decision.via, to: link.transport === "tcp" ? `${node.external.host}:${node.external.port}` : node.ws }, "redirected");
+    link.close(redirect.parts, LINGER_MS.redirected);
+    link.log.info({ jid: login.jid, node: node.id, via: decision.via, to: redirect.to }, "redirected");
     return { outcome: "redirected", node };
   }
 
@@ -142,7 +142,7 @@ export class Handoff {
 
   /** The node refused a login-phase attempt: counted against the client's address and the attempt's JID. */
   loginRefused(link: ClientLink, attempt: ForwardedLogin, jid: string | null): void {
-    void this.options.verdicts.refused(attempt.decision, link.client.address, jid);
+    this.options.verdicts.refused(attempt.decision, link.client.address, jid);
   }
 
   private relay(link: ClientLink, decision: RouteDecision, leg: NodeLeg, watcher: ((data: Buffer) => boolean) | undefined): void {
@@ -191,7 +191,8 @@ export class Handoff {
         return false;
       }
       if (verdict === "failure") {
-        void this.options.verdicts.refused(decision, link.client.address, jid).then((refusal) => {
+        this.options.verdicts.refused(decision, link.client.address, jid);
+        void this.options.verdicts.pastLimit(link.client.address, jid).then((refusal) => {
           if (refusal === null) return;
           link.countRefusal(refusal);
           link.log.info({ jid }, "too many failed logins: the forwarded connection is closed");

@@ -21,11 +21,15 @@ export class LoginVerdicts {
     decision.lease.opened();
   }
 
-  /** Counts the refusal and lets the claim go; says whether the client is now past a failed-login limit. */
-  async refused(decision: RouteDecision, address: string, jid: string | null): Promise<AuthRefusal | null> {
+  /** Counts the refusal against the client's address and the attempt's JID, and lets the claim go. */
+  refused(decision: RouteDecision, address: string, jid: string | null): void {
     this.metrics.authFailures.inc({ node: decision.node.id });
     this.authFailures.record(address, jid);
     decision.lease.refused();
+  }
+
+  /** Whether the client is now past a failed-login limit (asked only where no dialogue will ask at the next <auth/>). */
+  async pastLimit(address: string, jid: string | null): Promise<AuthRefusal | null> {
     return this.authFailures.blocked(address, jid);
   }
 }

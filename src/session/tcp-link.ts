@@ -202,8 +202,9 @@ export class TcpLink implements ClientLink {
   errorParts(condition: StreamErrorCondition, text?: string): string[] {
     return [streamErrorXml(condition, text)];
   }
-  redirectParts(node: NodeView, pendingOpen: string): string[] {
-    return [pendingOpen + seeOtherHostXml(node.external.host, node.external.port)];
+  redirectTo(node: NodeView, pendingOpen: string): { to: string; parts: string[] } {
+    const { host, port } = node.external;
+    return { to: `${host}:${port}`, parts: [pendingOpen + seeOtherHostXml(host, port)] };
   }
 
   send(xml: string | Buffer): void {

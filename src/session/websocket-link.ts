@@ -249,8 +249,8 @@ export class WebSocketLink implements ClientLink {
     return [framedStreamErrorXml(condition, text), FRAMING_CLOSE_XML];
   }
   /** RFC 7395 3.6.1: the answer to the `<open/>` itself, so no opening of the balancer's precedes it. */
-  redirectParts(node: NodeView): string[] | null {
-    return node.ws === undefined ? null : [seeOtherUriXml(node.ws)];
+  redirectTo(node: NodeView): { to: string; parts: string[] } | null {
+    return node.ws === undefined ? null : { to: node.ws, parts: [seeOtherUriXml(node.ws)] };
   }
 
   send(xml: string | Buffer): void {

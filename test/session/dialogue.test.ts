@@ -114,8 +114,8 @@ class FakeLink implements ClientLink {
     this.errors.push(condition);
     return [`<error>${condition}</error>`, this.closeXml];
   }
-  redirectParts(): string[] {
-    return ["<redirect/>"];
+  redirectTo(): { to: string; parts: string[] } {
+    return { to: "elsewhere", parts: ["<redirect/>"] };
   }
   send(xml: string | Buffer): void {
     this.sent.push(xml.toString());
