@@ -36,10 +36,12 @@ export interface BalancerConfig {
   /** No login waits longer than this for the store; beyond it routing falls back to hashing. */
   storeTimeoutMs: number;
   strategy: StrategyName;
-  /** Offered in this order; never a -PLUS mechanism (TLS ends at the balancer). */
+  /** Offered in this order; a -PLUS twin only where channel binding holds (channelBinding). */
   saslMechanisms: Mechanism[];
   /** STARTTLS from the balancer to nodes. */
   backendTls: boolean;
+  /** When SCRAM-*-PLUS with tls-server-end-point is offered to clients. */
+  channelBinding: "auto" | "tls-server-end-point" | "none";
   /** CA bundle that node certificates are verified against; without it they are not verified. */
   backendCa?: string;
   /** PROXY protocol header sent to nodes (a node's own `proxy=` wins). */

@@ -86,7 +86,7 @@ function noneTwice<T>(items: T[], key: (item: T) => string, twice: (key: string)
 
 function mechanism(name: string): Mechanism {
   const m = name.toUpperCase();
-  if (m.endsWith("-PLUS")) throw new ConfigError(`--sasl-mechanisms: ${m} cannot be offered: TLS ends at the balancer, so channel binding cannot hold end to end`);
+  if (m.endsWith("-PLUS")) throw new ConfigError(`--sasl-mechanisms: ${m} is not a mechanism of its own: -PLUS is offered beside its SCRAM mechanism where channel binding holds (--channel-binding)`);
   if (!isSupportedMechanism(m)) throw new ConfigError(`--sasl-mechanisms: '${m}' is not supported (PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512, ANONYMOUS)`);
   return m;
 }
@@ -135,8 +135,14 @@ export const SERVE_FLAGS = {
   "store-prefix": flag({ type: "string", field: "storePrefix", default: "xmpp-lb:", describe: "key prefix in Redis (several clusters can share one Redis)", parse: (prefix: string) => prefix }),
   "store-timeout": secondsFlag({ field: "storeTimeoutMs", default: 0.25, min: 0.01, describe: "seconds a login may wait for the store; beyond it routing hashes over the last known nodes" }),
   strategy: choiceFlag({ field: "strategy", choices: STRATEGIES, default: "least-conn", describe: "how a new user's node is chosen" }),
-  "sasl-mechanisms": listFlag({ field: "saslMechanisms", default: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], describe: "SASL mechanisms offered, in order (never -PLUS)", parse: (names: string[]) => names.map(mechanism) }),
+  "sasl-mechanisms": listFlag({ field: "saslMechanisms", default: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], describe: "SASL mechanisms offered, in order (-PLUS follows --channel-binding)", parse: (names: string[]) => names.map(mechanism) }),
   "backend-tls": switchFlag({ field: "backendTls", describe: "STARTTLS from the balancer to nodes" }),
+  "channel-binding": choiceFlag({
+    field: "channelBinding",
+    choices: ["auto", "tls-server-end-point", "none"] as const,
+    default: "auto",
+    describe: "when SCRAM-*-PLUS (tls-server-end-point) is offered: auto (the nodes present the certificate the client got, over --backend-tls), tls-server-end-point (the nodes are told the balancer's certificate), none",
+  }),
   "proxy-protocol": switchFlag({ describe: "every listener reads a PROXY protocol header (v1 or v2, as an NLB/ELB or HAProxy sends it) first; per listener: ,proxy" }),
   "backend-proxy-protocol": flag({
     type: "string",

@@ -7,7 +7,7 @@ import { startAdminHttp } from "./control/admin-http.js";
 import { NodeHealth } from "./control/health.js";
 import { Membership } from "./control/membership.js";
 import { startDiscovery } from "./control/discovery/discovery.js";
-import { OfferedMechanisms } from "./control/offered-mechanisms.js";
+import { OfferedLogins } from "./control/offered-logins.js";
 import { CountedAdmission } from "./control/counted-admission.js";
 import { followNodeMetrics } from "./control/node-metrics.js";
 import { RateWindow } from "./control/rate-window.js";
@@ -123,13 +123,13 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const { nodes } = membership;
   const discovery = await startDiscovery(config, { membership, nodes, metrics, log: log.child({ component: "discovery" }) });
   const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, storeTimeoutMs: config.storeTimeoutMs, metrics });
-  const offeredMechanisms = new OfferedMechanisms(config.saslMechanisms, log);
+  const offeredLogins = new OfferedLogins(config.saslMechanisms, { mode: config.channelBinding, backendTls: config.backendTls }, log);
   const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
   const probePlan: NodeProbePlan = {
     dial: { ...dialOptions, timeoutMs: config.healthTimeoutMs },
     domains: config.domains,
     backendProxy: config.backendProxyProtocol,
-    learn: (nodeId, domain, features) => offeredMechanisms.learn(nodeId, domain, features),
+    learn: (nodeId, domain, features) => offeredLogins.learn(nodeId, domain, features),
   };
   const health = new NodeHealth(
     nodes,
@@ -143,12 +143,12 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     log.child({ component: "health" }),
   );
   nodes.subscribe((table, previous) => {
-    for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredMechanisms.forget(node.id);
+    for (const node of previous.nodes) if (table.get(node.id) === undefined) offeredLogins.forget(node.id);
   });
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
   const { admission, authFailures } = deps.limits ?? ownLimits(config, metrics);
   const verdicts = new LoginVerdicts(metrics, authFailures);
-  const handoff = new Handoff(router, nodes, metrics, { dialTimeoutMs: config.dialTimeoutMs, redirects: redirectMemory, verdicts, trafficLimit: config.trafficLimit });
+  const handoff = new Handoff(router, nodes, metrics, { dialTimeoutMs: config.dialTimeoutMs, redirects: redirectMemory, verdicts, trafficLimit: config.trafficLimit, channelBinding: config.channelBinding });
 
   const domains = new Set(config.domains);
   const stopNodeMetrics = followNodeMetrics(nodes, config.domains, metrics);
@@ -193,7 +193,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const dialogueSettings = (listener: ListenerConfig): DialogueSettings => ({
     listener,
     domains,
-    mechanisms: (domain) => offeredMechanisms.forDomain(domain),
+    loginOffer: (domain, tls) => offeredLogins.offer(domain, tls),
     allowPlaintext: config.allowPlaintext,
     loginTimeoutMs: config.loginTimeoutMs,
     maxPreauthBytes: config.maxPreauthBytes,
@@ -293,7 +293,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
     store,
     metrics,
     health,
-    saslMechanisms: (domain) => offeredMechanisms.forDomain(domain),
+    saslMechanisms: (domain) => offeredLogins.forDomain(domain),
     reloadTls: () => tlsHolder?.reload(),
     rediscover: () => discovery.refresh(),
     announceShutdown: () => void (stopping = true),

@@ -1,24 +1,32 @@
 import type { Socket } from "node:net";
-import type { Element } from "@xmpp/xml";
 import type { HostPort } from "../cluster/address.js";
 import type { NodeView, ProxyVersion } from "../cluster/node.js";
 import { proxyHeader, type ProxyAddresses } from "../net/proxy-header.js";
 import { dialNode, type NodeDialOptions } from "../upstream/node-stream.js";
+import { readNodeLoginFeatures, type NodeLoginFeatures } from "./offered-logins.js";
 import { STREAM_CLOSE_XML } from "../xmpp/nonzas.js";
 
 export type NodeProbeOptions = Omit<NodeDialOptions, "openStream">;
 
 /**
+ * The user a probe's stream names: a node may show some logins only to a
+ * stream that names one (Prosody's FAST), and the balancer names the real
+ * user on the streams it opens for logins.
+ */
+const PROBE_USER = "xmpp-lb-probe";
+
+/**
  * One XMPP-level health probe: opens a stream to the node and reads its
  * features (STARTTLS first when asked or required), then closes the stream.
- * Rejects with the dial's UpstreamError; resolves with the features.
+ * Rejects with the dial's UpstreamError; resolves with what the node offers
+ * for logins.
  */
-export async function probeNode(address: HostPort, options: NodeProbeOptions): Promise<Element | undefined> {
-  const { socket, features } = await dialNode(address, { ...options, openStream: true });
+export async function probeNode(address: HostPort, options: NodeProbeOptions): Promise<NodeLoginFeatures | undefined> {
+  const { socket, features, certificate } = await dialNode(address, { ...options, from: `${PROBE_USER}@${options.domain}`, openStream: true });
   socket.on("error", () => {}); // a reset while closing says nothing about the node's health
   socket.end(STREAM_CLOSE_XML);
   socket.destroySoon();
-  return features;
+  return features === undefined ? undefined : readNodeLoginFeatures(features, certificate);
 }
 
 /** A connection's own two ends, as a PROXY header's addresses. */
@@ -35,8 +43,8 @@ export interface NodeProbePlan {
   /** The domains a node serves when it names none. */
   domains: readonly string[];
   backendProxy?: ProxyVersion;
-  /** Told each domain's features, so the mechanisms are learnt per domain. */
-  learn(nodeId: string, domain: string, features: Element): void;
+  /** Told what each domain's stream offers, so logins are offered per domain. */
+  learn(nodeId: string, domain: string, features: NodeLoginFeatures): void;
 }
 
 /**

@@ -41,6 +41,12 @@ export class DirectoryLease {
     this.settle(this.store.connectionClosed(this.jid, this.nodeId, clean), "close");
   }
 
+  /** The node's SASL2 success carried a FAST token valid until `expiresAt` (ms since epoch): the JID's token logins go to this node until then. */
+  tokenIssued(expiresAt: number): void {
+    if (this.jid === null) return;
+    this.settle(this.store.tokenIssued(this.jid, this.nodeId, expiresAt), "FAST token");
+  }
+
   /** The node refused the login (or it never reached the node): the claim goes. */
   refused(): void {
     if (this.jid === null) return;

@@ -22,6 +22,12 @@ export interface RouteRequest {
    * users keep their entries; this connection goes elsewhere unpinned.
    */
   unreachable?: ReadonlySet<string>;
+  /**
+   * A FAST token login (XEP-0484): the node that issued the JID's token
+   * takes it in place of the strategy's choice, while that node is
+   * available; the JID's live directory entry still comes first.
+   */
+  token?: boolean;
 }
 
 export interface RouteDecision {
@@ -32,7 +38,7 @@ export interface RouteDecision {
    * nodes known, on which every balancer instance agrees without talking, or
    * (no node up) a node marked down, dialed anyway.
    */
-  via: "directory" | "strategy" | "fallback" | "panic";
+  via: "directory" | "strategy" | "token" | "fallback" | "panic";
   /** What the hand-off reports back, so the directory entry lives exactly as long as it should. */
   lease: DirectoryLease;
 }
@@ -43,7 +49,7 @@ export interface RouteDecision {
  * directory named keeps its entry.
  */
 export function giveBack(decision: RouteDecision): void {
-  if (decision.via === "strategy") decision.lease.refused();
+  if (decision.via === "strategy" || decision.via === "token") decision.lease.refused();
 }
 
 export interface RouterOptions {
@@ -129,7 +135,12 @@ export class Router {
 
     const available = this.candidates(table, req);
     const capped = available.some((n) => n.maxconn !== undefined);
-    const loads = available.length > 0 && (this.strategy.needsLoads || capped) ? await this.store.loads() : NO_LOADS;
+    const [loads, tokenNode] = await Promise.all([
+      available.length > 0 && (this.strategy.needsLoads || capped) ? this.store.loads() : NO_LOADS,
+      req.token === true && req.jid !== null ? this.store.tokenNode(req.jid) : null,
+    ]);
+    // The token's node holds the token: full or not, it is this user's node as long as it is available.
+    const tokenHolder = available.find((n) => n.id === tokenNode);
     // A full node (maxconn=) takes no new user; its own users, below, still reach it. Only
     // connections the node accepted fill it: a redirect is sent before any password is
     // checked, so made-up JIDs counted here would lock every real user out.
@@ -139,7 +150,7 @@ export class Router {
       return available.length === 0 ? this.panic(table, req, null, decision) : null;
     }
 
-    if (candidates.length === 0) {
+    if (candidates.length === 0 && tokenHolder === undefined) {
       // No node takes a new user: only the JID's own node can take this login.
       const owner = await this.store.lookup(req.jid);
       const kept = keeper(owner);
@@ -149,7 +160,8 @@ export class Router {
 
     // One round trip for a new user and a returning one: the claim keeps an
     // owner that still keeps users, or records the strategy's choice.
-    const chosen = this.strategy.pick(candidates, req.jid, loads);
+    const chosen = tokenHolder ?? this.strategy.pick(candidates, req.jid, loads);
+    const fresh = tokenHolder === undefined ? "strategy" : "token";
     const stale = [...(req.exclude ?? []), ...table.nodes.filter((n) => !table.keepsUsers(n.id)).map((n) => n.id)];
     let claim = await this.store.claim(req.jid, chosen.id, stale);
     if (!claim.wrote && keeper(claim.owner) === undefined && req.unreachable?.has(claim.owner) !== true) {
@@ -157,12 +169,12 @@ export class Router {
       // does not serve this domain: replace it, at the cost of a second trip.
       claim = await this.store.claim(req.jid, chosen.id, [...stale, claim.owner]);
     }
-    if (claim.wrote) return decision(chosen, "strategy");
+    if (claim.wrote) return decision(chosen, fresh);
     const kept = keeper(claim.owner);
     if (kept !== undefined) return decision(kept, "directory");
     // The owner is one this transport cannot reach: the login goes to the strategy's choice, and the entry stays the owner's.
-    if (req.unreachable?.has(claim.owner) === true) return { node: chosen, via: "strategy", lease: new DirectoryLease(this.store, null, chosen.id, log) };
-    return decision(chosen, "strategy");
+    if (req.unreachable?.has(claim.owner) === true) return { node: chosen, via: fresh, lease: new DirectoryLease(this.store, null, chosen.id, log) };
+    return decision(chosen, fresh);
   }
 
   private candidates(table: NodeTable, req: RouteRequest): NodeView[] {

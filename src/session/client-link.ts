@@ -6,7 +6,8 @@ import type { ListenerConfig } from "../listener/listener.js";
 import type { LineLogger } from "../log.js";
 import type { ConnectionOutcome } from "../metrics.js";
 import type { ClientTrafficLimit } from "../upstream/traffic-limit.js";
-import type { Mechanism } from "../xmpp/sasl-identity.js";
+import type { ClientTls } from "../control/offered-logins.js";
+import type { LoginOffer } from "../xmpp/login-offer.js";
 import type { StreamHeader } from "../xmpp/stream-header.js";
 import type { NodeDial } from "./node-dialer.js";
 
@@ -64,6 +65,8 @@ export interface NodeLeg {
   readonly features?: Element;
   /** Whether TLS was used because the node required it. */
   readonly tlsRequiredByNode: boolean;
+  /** SHA-256 fingerprint of the certificate the node presented (TLS to the node): channel binding holds only where it is the client's. */
+  readonly certificate?: string;
   /** Sends the client's bytes (or one message) to the node. */
   send(data: Buffer | string): void;
   /**
@@ -110,10 +113,12 @@ export interface ClientLink {
   startTls(onSecure: () => void): boolean;
   /** Mid-handshake nothing can be said: the link is destroyed rather than closed. */
   readonly handshaking: boolean;
+  /** The TLS the client is on, as channel binding sees it; undefined without TLS. */
+  clientTls(): ClientTls | undefined;
 
   // --- framing -----------------------------------------------------------------
   openXml(from: string, id: string, lang: string | undefined): string;
-  featuresXml(starttls: "required" | "optional" | "none", mechanisms: readonly Mechanism[]): string;
+  featuresXml(starttls: "required" | "optional" | "none", offer: LoginOffer): string;
   /** A stream error and the stream's close, as the messages the transport sends them in. */
   errorParts(condition: StreamErrorCondition, text?: string): string[];
   /** The stream's close. */
@@ -136,8 +141,12 @@ export interface ClientLink {
   rejected(condition: StreamErrorCondition): void;
 
   // --- the node side -----------------------------------------------------------
-  /** How this transport reaches a node for this login (phase open: the node gets the client's own opening). */
-  nodeDial(domain: string, openStream: boolean): NodeDial<NodeLeg>;
+  /**
+   * How this transport reaches a node for this login: `from` (the login's
+   * JID) names the user on the stream the balancer opens; phase open opens
+   * none (the node gets the client's own opening).
+   */
+  nodeDial(domain: string, stream: { from: string | undefined } | null): NodeDial<NodeLeg>;
   /**
    * From here on the client and its node are relayed byte for byte (or
    * message for message) both ways; `watcher` sees what the node sends until

@@ -4,9 +4,11 @@ import { SaslError, StreamError } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
 import { LINGER_MS } from "../net/linger.js";
 import { parseBareJid } from "../xmpp/jid.js";
-import { NS_CLIENT, NS_SASL, NS_TLS, STANZA_NAMES } from "../xmpp/namespaces.js";
-import { ABORT_XML, EMPTY_CHALLENGE_XML, PROCEED_XML, TLS_FAILURE_XML, authXml, responseXml } from "../xmpp/nonzas.js";
-import { decodeSaslPayload, saslIdentity, type Mechanism } from "../xmpp/sasl-identity.js";
+import type { ClientTls } from "../control/offered-logins.js";
+import { NO_LOGIN, type LoginOffer } from "../xmpp/login-offer.js";
+import { NS_CLIENT, NS_FAST, NS_SASL, NS_SASL2, NS_TLS, STANZA_NAMES } from "../xmpp/namespaces.js";
+import { PROCEED_XML, TLS_FAILURE_XML, abortXml, authXml, authenticateXml, emptyChallengeXml, responseXml } from "../xmpp/nonzas.js";
+import { decodeSaslPayload, saslIdentity, tokenBinding } from "../xmpp/sasl-identity.js";
 import { saslFailureXml } from "../xmpp/stream-error.js";
 import type { StreamHeader } from "../xmpp/stream-header.js";
 import type { AuthFailureGate } from "./auth-failures.js";
@@ -17,8 +19,8 @@ import type { Handoff, Login } from "./handoff.js";
 export interface DialogueSettings {
   listener: ListenerConfig;
   domains: ReadonlySet<string>;
-  /** SASL mechanisms to offer now on a stream to a domain (the configured ones that its nodes support). */
-  mechanisms: (domain: string) => readonly Mechanism[];
+  /** What a client on `tls` may log in to `domain` with now (the configured mechanisms its nodes support, SASL2, -PLUS where binding holds). */
+  loginOffer: (domain: string, tls: ClientTls | undefined) => LoginOffer;
   allowPlaintext: boolean;
   loginTimeoutMs: number;
   maxPreauthBytes: number;
@@ -49,9 +51,13 @@ export class LoginDialogue {
   private headerSent = false;
   private bytesSeen = 0;
   private saslFailures = 0;
-  private mechanism: Mechanism | undefined;
+  private mechanism: string | undefined;
+  /** Whether the attempt under way is SASL2 (XEP-0388): its elements, failures and challenges are in that namespace. */
+  private sasl2 = false;
+  /** SASL2: the client's `<authenticate/>`, kept while its initial response is asked for. */
+  private pendingAuthenticate: Element | undefined;
   /** What this stream's features offered (the nodes' support may change meanwhile). */
-  private offered: readonly Mechanism[] = [];
+  private offered: LoginOffer = NO_LOGIN;
   private streamId = randomUUID();
   /** The JID the attempt with a node named (each attempt is charged to its own). */
   private jid: string | null = null;
@@ -156,15 +162,17 @@ export class LoginDialogue {
     const prefix = el.name.includes(":") ? el.name.slice(0, el.name.indexOf(":")) : undefined;
     if (prefix !== undefined && ns === undefined) throw new StreamError("bad-namespace-prefix", `prefix '${prefix}' is not bound`);
     if (ns === NS_TLS && name === "starttls" && this.state === "features") return this.onStartTls();
-    if (ns === NS_SASL) {
+    if (ns === NS_SASL || ns === NS_SASL2) {
+      const sasl2 = ns === NS_SASL2;
       if (this.state === "exchange" && this.attempt !== undefined && (name === "response" || name === "abort")) {
         // The node runs this exchange: the client's steps go to it; nothing else may come before its verdict.
-        this.attempt.send(name === "response" ? responseXml(el.getText()) : ABORT_XML);
+        this.attempt.send(name === "response" ? responseXml(el.getText(), sasl2) : abortXml(sasl2));
         return READ_ON;
       }
-      if (name === "auth" && this.state === "features") return this.onAuth(el);
-      if (name === "response" && this.state === "sasl-response" && this.mechanism !== undefined) return this.onInitialResponse(this.mechanism, el.getText());
+      if (name === (sasl2 ? "authenticate" : "auth") && this.state === "features") return this.onAuth(el, sasl2);
+      if (name === "response" && this.state === "sasl-response" && this.mechanism !== undefined && sasl2 === this.sasl2) return this.onInitialResponse(this.mechanism, el.getText());
       if (name === "abort") {
+        this.sasl2 = sasl2;
         this.saslFailed(new SaslError("aborted", "the client aborted the login"));
         return READ_ON;
       }
@@ -177,7 +185,7 @@ export class LoginDialogue {
   // --- steps -----------------------------------------------------------------
 
   private features(): string {
-    this.offered = this.mayAuthenticate() && this.header !== undefined ? this.settings.mechanisms(this.header.to) : [];
+    this.offered = this.mayAuthenticate() && this.header !== undefined ? this.settings.loginOffer(this.header.to, this.link.clientTls()) : NO_LOGIN;
     const starttls = !this.link.canStartTls() ? "none" : this.settings.allowPlaintext ? "optional" : "required";
     return this.link.featuresXml(starttls, this.offered);
   }
@@ -196,26 +204,37 @@ export class LoginDialogue {
     return { kind: "starttls" };
   }
 
-  private onAuth(el: Element): Step {
+  /** `<auth/>` (RFC 6120) or SASL2's `<authenticate/>` (XEP-0388), whose initial response is a child. */
+  private onAuth(el: Element, sasl2: boolean): Step {
     if (!this.mayAuthenticate()) throw new StreamError("policy-violation", "STARTTLS is required before login");
+    this.sasl2 = sasl2;
+    this.pendingAuthenticate = sasl2 ? el : undefined;
     const mechanism = el.attrs.mechanism ?? "";
-    const offered = this.offered.find((m) => m === mechanism);
-    if (offered === undefined) {
+    if (!this.isOffered(mechanism, sasl2)) {
       this.saslFailed(new SaslError("invalid-mechanism", `mechanism '${mechanism}' is not offered`));
       return READ_ON;
     }
-    const text = el.getText();
+    const text = (sasl2 ? el.getChild("initial-response") : el)?.getText() ?? "";
     if (text.trim() === "") {
       // No initial response (RFC 6120 6.4.2): ask for it with an empty challenge.
-      this.mechanism = offered;
+      this.mechanism = mechanism;
       this.state = "sasl-response";
-      this.send(EMPTY_CHALLENGE_XML);
+      this.send(emptyChallengeXml(sasl2));
       return READ_ON;
     }
-    return this.onInitialResponse(offered, text);
+    return this.onInitialResponse(mechanism, text);
   }
 
-  private onInitialResponse(mechanism: Mechanism, text: string): Step {
+  /** SASL2 offers FAST token mechanisms inside its inline features, not in its mechanism list. */
+  private isOffered(mechanism: string, sasl2: boolean): boolean {
+    if (!sasl2) return this.offered.mechanisms.includes(mechanism);
+    const offer = this.offered.sasl2;
+    if (offer === null) return false;
+    if (offer.mechanisms.includes(mechanism)) return true;
+    return tokenBinding(mechanism) !== undefined && (offer.inline?.getChild("fast", NS_FAST)?.getChildren("mechanism").some((m) => m.getText().trim() === mechanism) ?? false);
+  }
+
+  private onInitialResponse(mechanism: string, text: string): Step {
     const domain = this.header!.to;
     let jid: string | null;
     try {
@@ -225,14 +244,18 @@ export class LoginDialogue {
       this.saslFailed(err);
       return READ_ON;
     }
-    return { kind: "decide", login: { jid, domain, mechanism, replay: Buffer.from(authXml(mechanism, text.trim())) } };
+    // The node gets the client's own <authenticate/> (its user agent and inline requests with it), with the initial response in it.
+    const replay = this.pendingAuthenticate !== undefined ? authenticateXml(this.pendingAuthenticate, text.trim()) : authXml(mechanism, text.trim());
+    const token = tokenBinding(mechanism) !== undefined;
+    return { kind: "decide", login: { jid, domain, mechanism, sasl2: this.sasl2, token, replay: Buffer.from(replay) } };
   }
 
   private saslFailed(err: SaslError): void {
     this.mechanism = undefined;
+    this.pendingAuthenticate = undefined;
     this.state = "features";
     this.link.log.info({ condition: err.condition, reason: err.message }, "SASL attempt refused");
-    this.send(saslFailureXml(err.condition, err.message));
+    this.send(saslFailureXml(err.condition, err.message, this.sasl2));
     this.countSaslFailure();
   }
 

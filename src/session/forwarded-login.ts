@@ -1,4 +1,5 @@
 import type { RouteDecision } from "../router/router.js";
+import { Sasl2SuccessReader } from "../xmpp/sasl2-success.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
 import type { NodeLeg } from "./client-link.js";
 import type { LoginVerdict } from "./login-verdict.js";
@@ -13,24 +14,28 @@ export type AttemptEnd = LoginVerdict | "node-closed";
  * one as the dialogue reads them. The hand-off is final only at the node's
  * `<success/>`: after a `<failure/>` the node stream is ended and the
  * dialogue has the client again, so its next `<auth/>` passes the limits and
- * the routing anew.
+ * the routing anew. A SASL2 success is read to its end, for the FAST token
+ * it may issue.
  */
 export class ForwardedLogin {
   private readonly scanner = new SaslOutcomeScanner();
   private verdict: LoginVerdict | null = null;
+  private success: Sasl2SuccessReader | undefined;
   private running = false;
 
   constructor(
     readonly decision: RouteDecision,
     /** The node's side; the relay takes it after a success. */
     readonly leg: NodeLeg,
+    /** SASL2 (XEP-0388): the success may carry a FAST token, and no stream restart follows it. */
+    readonly sasl2: boolean,
   ) {}
 
   /** Starts carrying the node's output to the client; `onEnd` hears the verdict once, after the client has been sent it. */
   start(toClient: (data: Buffer) => void, onEnd: (end: AttemptEnd) => void): void {
     this.running = true;
     this.leg.watch(
-      (data) => (this.verdict = this.scanner.push(data)) === null,
+      (data) => this.inspect(data),
       toClient,
       (closed) => {
         if (!this.running) return;
@@ -43,6 +48,21 @@ export class ForwardedLogin {
         onEnd(this.verdict);
       },
     );
+  }
+
+  /** Whether to keep reading the node: until its verdict, and a SASL2 success to its end. */
+  private inspect(data: Buffer): boolean {
+    if (this.success !== undefined) return this.success.push(data);
+    this.verdict = this.scanner.push(data);
+    if (this.verdict === null) return true;
+    if (this.verdict !== "success" || !this.sasl2) return false;
+    this.success = new Sasl2SuccessReader();
+    return this.success.push(data);
+  }
+
+  /** When the FAST token the node's SASL2 success issued expires (ms since epoch), or undefined. */
+  tokenExpiry(): number | undefined {
+    return this.success?.tokenExpiry();
   }
 
   /** A SASL element of the client's (a `<response/>` or `<abort/>`), for the node. */

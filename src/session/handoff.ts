@@ -3,11 +3,14 @@ import type { NodeTableHolder } from "../cluster/node-table-holder.js";
 import type { LineLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { LINGER_MS } from "../net/linger.js";
-import { giveBack, type RouteDecision, type Router } from "../router/router.js";
+import { giveBack, type RouteDecision, type RouteRequest, type Router } from "../router/router.js";
 import type { ClientTrafficLimit, TrafficLimit } from "../upstream/traffic-limit.js";
+import type { ChannelBindingMode } from "../control/offered-logins.js";
 import { SaslOutcomeScanner } from "../xmpp/sasl-outcome.js";
+import { Sasl2SuccessReader } from "../xmpp/sasl2-success.js";
 import type { ClientLink, HeldInput, NodeLeg } from "./client-link.js";
 import { ForwardedLogin } from "./forwarded-login.js";
+import { passHoldingFeatures } from "./node-features-filter.js";
 import type { LoginVerdicts } from "./login-verdict.js";
 import { NodeAdvice } from "./node-advice.js";
 import { dialChosenNode } from "./node-dialer.js";
@@ -20,6 +23,10 @@ export interface Login {
   domain: string;
   /** The SASL mechanism (login phase). */
   mechanism?: string;
+  /** SASL2 (XEP-0388): no stream restart follows the node's success, which may carry a FAST token. */
+  sasl2?: boolean;
+  /** A FAST token login (XEP-0484): it goes to the node that issued the JID's token, while that node is up. */
+  token?: boolean;
   /** What the node receives first: the client's `<auth/>` (login phase), or its stream opening and all that followed (open phase). */
   replay: Buffer;
   /** The balancer's own stream opening still owed to the client (open phase): sent before a redirect. */
@@ -41,6 +48,14 @@ export interface HandoffOptions {
   verdicts: LoginVerdicts;
   /** What a forwarded client may send (`--traffic-limit`); none when absent. */
   trafficLimit?: TrafficLimit;
+  /** `--channel-binding`: phase open passes on the node's channel binding only where it holds. */
+  channelBinding: ChannelBindingMode;
+}
+
+/** Phase open cannot tell a token login from a password one: the token's node is preferred for both (either logs in there). */
+function routeRequest(login: Login): RouteRequest {
+  const token = login.token === true || login.pendingOpen !== undefined;
+  return { jid: login.jid, domain: login.domain, ...(token ? { token } : {}) };
 }
 
 /** What a forwarded client may send, counted in the metrics and logged (a throttle at debug: a flood must not flood the log). */
@@ -81,7 +96,7 @@ export class Handoff {
       link.log.info({ jid: login.jid }, "the client came back right after a redirect: forwarding it instead");
       return this.forward(link, login);
     }
-    const decision = await this.router.route({ jid: login.jid, domain: login.domain }, link.log);
+    const decision = await this.router.route(routeRequest(login), link.log);
     if (decision === null) return { outcome: "no-node" };
     const { node } = decision;
     const redirect = link.redirectTo(node, login.pendingOpen ?? "");
@@ -99,7 +114,8 @@ export class Handoff {
 
   /** Dials the node the router names (see dialChosenNode for retries), then starts the login there. */
   async forward(link: ClientLink, login: Login): Promise<HandoffResult> {
-    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, { jid: login.jid, domain: login.domain }, link.nodeDial(login.domain, login.pendingOpen === undefined), {
+    const stream = login.pendingOpen === undefined ? { from: login.jid ?? undefined } : null;
+    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, routeRequest(login), link.nodeDial(login.domain, stream), {
       timeoutMs: this.options.dialTimeoutMs,
       signal: link.leftSignal,
       log: link.log,
@@ -123,19 +139,38 @@ export class Handoff {
       giveBack(decision);
       return { outcome: "abandoned" };
     }
-    if (leg.features !== undefined) this.advice.checkFeatures(leg.features, node.id, login.mechanism, link.log);
+    if (leg.features !== undefined) this.advice.checkFeatures(leg.features, node.id, login, link.log);
     if (leg.tlsRequiredByNode) this.advice.tlsRequired(node.id, link.log);
     link.log.info({ jid: login.jid, node: node.id, via: decision.via, transport: link.transport }, "forwarded");
     leg.send(login.replay);
-    if (login.mechanism !== undefined) return { outcome: "authenticating", node, attempt: new ForwardedLogin(decision, leg), held };
+    if (login.mechanism !== undefined) return { outcome: "authenticating", node, attempt: new ForwardedLogin(decision, leg, login.sasl2 === true), held };
     for (const chunk of held.chunks) leg.send(chunk);
-    this.relay(link, decision, leg, this.watchOpenPhaseLogin(link, leg, decision, login.jid));
+    const bindingHolds = this.bindingHolds(link, leg);
+    passHoldingFeatures(leg, { secure: link.secure, bindingHolds }, (data) => link.send(data), (closed, changed) => {
+      if (changed) this.advice.featuresFiltered(node.id, bindingHolds, link.log);
+      if (closed) {
+        link.log.info({ node: node.id }, "the node closed the connection before its features");
+        giveBack(decision);
+        return link.close([], LINGER_MS.rejected);
+      }
+      this.relay(link, decision, leg, this.watchOpenPhaseLogin(link, leg, decision, login.jid));
+    });
     return { outcome: "forwarded", node };
+  }
+
+  /** Phase open: tls-server-end-point holds where the node binds to the certificate this client got (or is told it: --channel-binding tls-server-end-point). */
+  private bindingHolds(link: ClientLink, leg: NodeLeg): boolean {
+    const mode = this.options.channelBinding;
+    const tls = link.clientTls();
+    if (mode === "none" || tls === undefined || leg.certificate === undefined) return false;
+    return mode === "tls-server-end-point" || leg.certificate === tls.certificate;
   }
 
   /** The node accepted a login-phase attempt: from here on both ways are relayed; `rest` is what the dialogue read past its last element. */
   relayAfterLogin(link: ClientLink, attempt: ForwardedLogin, rest: Buffer): void {
     this.options.verdicts.accepted(attempt.decision);
+    const tokenExpiry = attempt.tokenExpiry();
+    if (tokenExpiry !== undefined) attempt.decision.lease.tokenIssued(tokenExpiry);
     if (rest.length > 0) attempt.leg.send(rest);
     this.relay(link, attempt.decision, attempt.leg, undefined);
   }
@@ -165,6 +200,14 @@ export class Handoff {
     );
   }
 
+  /** Reads a success the node sent to its end: false once done (a FAST token it issued is remembered). */
+  private readSuccess(success: Sasl2SuccessReader, data: Buffer, decision: RouteDecision): boolean {
+    if (success.push(data)) return true;
+    const expiry = success.tokenExpiry();
+    if (expiry !== undefined) decision.lease.tokenIssued(expiry);
+    return false;
+  }
+
   /**
    * Phase open: the client logs in with the node's own features, so the
    * node's SASL verdict is read from what it sends the client, until its
@@ -174,6 +217,7 @@ export class Handoff {
    */
   private watchOpenPhaseLogin(link: ClientLink, leg: NodeLeg, decision: RouteDecision, jid: string | null): (data: Buffer) => boolean {
     const scanner = new SaslOutcomeScanner();
+    let success: Sasl2SuccessReader | undefined;
     let settled = false;
     const onLeft = (): void => {
       if (settled) return;
@@ -183,12 +227,15 @@ export class Handoff {
     };
     link.onClosed(onLeft);
     return (data) => {
+      if (success !== undefined) return this.readSuccess(success, data, decision);
       const verdict = scanner.push(data);
       if (verdict === "success") {
         settled = true;
         link.offClosed(onLeft);
         this.options.verdicts.accepted(decision);
-        return false;
+        // Read to its end, for the FAST token a SASL2 success may issue.
+        success = new Sasl2SuccessReader();
+        return this.readSuccess(success, data, decision);
       }
       if (verdict === "failure") {
         this.options.verdicts.refused(decision, link.client.address, jid);

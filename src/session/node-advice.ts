@@ -1,6 +1,7 @@
 import type { Element } from "@xmpp/xml";
 import type { LineLogger } from "../log.js";
 import { saslMechanismsOf } from "../xmpp/features.js";
+import { NS_FAST, NS_SASL2 } from "../xmpp/namespaces.js";
 
 /**
  * Node configuration mistakes that break logins, said where an operator looks:
@@ -9,15 +10,27 @@ import { saslMechanismsOf } from "../xmpp/features.js";
 export class NodeAdvice {
   private readonly given = new Set<string>();
 
-  /** What the node's features say about the client's mechanism and channel binding. */
-  checkFeatures(features: Element, nodeId: string, mechanism: string | undefined, log: LineLogger): void {
-    const offered = saslMechanismsOf(features);
-    if (mechanism !== undefined && offered.length > 0 && !offered.includes(mechanism)) {
-      log.warn({ node: nodeId, mechanism, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms");
+  /** Whether the node's features on the login's stream offer the client's mechanism (SASL2's list, FAST's inside it). */
+  checkFeatures(features: Element, nodeId: string, login: { mechanism?: string; sasl2?: boolean; token?: boolean }, log: LineLogger): void {
+    const { mechanism } = login;
+    if (mechanism === undefined) return;
+    const authentication = features.getChild("authentication", NS_SASL2);
+    const offered = !login.sasl2
+      ? saslMechanismsOf(features)
+      : login.token
+        ? (authentication?.getChild("inline")?.getChild("fast", NS_FAST)?.getChildren("mechanism").map((m) => m.getText().trim()) ?? [])
+        : (authentication?.getChildren("mechanism").map((m) => m.getText().trim()) ?? []);
+    if (!offered.includes(mechanism)) {
+      log.warn({ node: nodeId, mechanism, sasl2: login.sasl2 === true, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms and the node's modules");
     }
-    if (offered.some((m) => m.endsWith("-PLUS"))) {
-      this.once("plus", nodeId, log, { offered }, "the node offers channel binding (-PLUS) to the balancer: SCRAM clients that support binding will be refused as a downgrade; disable -PLUS on the node");
-    }
+  }
+
+  /** Phase open: the node's features offered what cannot hold through the balancer, and the client was not shown it. */
+  featuresFiltered(nodeId: string, bindingHolds: boolean, log: LineLogger): void {
+    const what = bindingHolds
+      ? "the node offers what cannot hold through the balancer (STARTTLS on a TLS stream, tls-exporter or tls-unique binding, FAST tokens bound to TLS): clients are not shown it"
+      : "the node offers channel binding (-PLUS) that cannot hold through the balancer (the client's TLS ends here): clients are not shown it; see --channel-binding";
+    this.once("filtered", nodeId, log, {}, what);
   }
 
   tlsRequired(nodeId: string, log: LineLogger): void {

@@ -10,7 +10,8 @@ import { relay } from "../upstream/relay.js";
 import type { ClientTrafficLimit } from "../upstream/traffic-limit.js";
 import { featuresXml } from "../xmpp/features.js";
 import { STREAM_CLOSE_XML } from "../xmpp/nonzas.js";
-import type { Mechanism } from "../xmpp/sasl-identity.js";
+import type { ClientTls } from "../control/offered-logins.js";
+import type { LoginOffer } from "../xmpp/login-offer.js";
 import { seeOtherHostXml } from "../xmpp/see-other-host.js";
 import { streamErrorXml } from "../xmpp/stream-error.js";
 import { readStreamHeader, streamOpenXml } from "../xmpp/stream-header.js";
@@ -84,6 +85,9 @@ class TcpNodeLeg implements NodeLeg {
   }
   get tlsRequiredByNode(): boolean {
     return this.connection.tlsRequiredByNode;
+  }
+  get certificate(): string | undefined {
+    return this.connection.certificate;
   }
 
   /** Bytes the node sent after its features (normally none): they belong to the client, first. */
@@ -193,11 +197,17 @@ export class TcpLink implements ClientLink {
     return true;
   }
 
+  clientTls(): ClientTls | undefined {
+    if (!this.secure) return undefined;
+    const socket = this.conn.socket as tls.TLSSocket;
+    return { certificate: socket.getX509Certificate()?.fingerprint256 };
+  }
+
   openXml(from: string, id: string, lang: string | undefined): string {
     return streamOpenXml({ from, id, lang });
   }
-  featuresXml(starttls: "required" | "optional" | "none", mechanisms: readonly Mechanism[]): string {
-    return featuresXml({ starttls, mechanisms });
+  featuresXml(starttls: "required" | "optional" | "none", offer: LoginOffer): string {
+    return featuresXml({ starttls, offer });
   }
   errorParts(condition: StreamErrorCondition, text?: string): string[] {
     return [streamErrorXml(condition, text)];
@@ -227,11 +237,12 @@ export class TcpLink implements ClientLink {
     this.conn.rejected(condition);
   }
 
-  nodeDial(domain: string, openStream: boolean): NodeDial<NodeLeg> {
+  nodeDial(domain: string, stream: { from: string | undefined } | null): NodeDial<NodeLeg> {
+    const opening = stream === null ? { openStream: false } : { openStream: true, ...(stream.from === undefined ? {} : { from: stream.from }) };
     return {
       unusable: () => null,
       dial: async (node) => {
-        const connection = await dialNode(node.internal, { ...this.settings.dial, domain, openStream, signal: this.conn.leftSignal, proxyHeader: this.proxyHeaderFor(node) });
+        const connection = await dialNode(node.internal, { ...this.settings.dial, domain, ...opening, signal: this.conn.leftSignal, proxyHeader: this.proxyHeaderFor(node) });
         return new TcpNodeLeg(connection, this.settings.keepAliveMs);
       },
     };

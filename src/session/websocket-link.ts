@@ -11,7 +11,8 @@ import type { ClientTrafficLimit } from "../upstream/traffic-limit.js";
 import { relayWebSockets } from "../upstream/websocket-relay.js";
 import { FRAMING_CLOSE_XML, NS_FRAMING, framedFeaturesXml, framedStreamErrorXml, framingOpenXml, seeOtherUriXml } from "../xmpp/framing.js";
 import { MessageReader } from "../xmpp/message-reader.js";
-import type { Mechanism } from "../xmpp/sasl-identity.js";
+import type { ClientTls } from "../control/offered-logins.js";
+import type { LoginOffer } from "../xmpp/login-offer.js";
 import { watchNodeOutput, type ClientEvent, type ClientFrames, type ClientInput, type ClientLink, type HeldInput, type NodeLeg, type RelayOutcome } from "./client-link.js";
 import type { NodeDial } from "./node-dialer.js";
 
@@ -241,8 +242,12 @@ export class WebSocketLink implements ClientLink {
   openXml(from: string, id: string, lang: string | undefined): string {
     return framingOpenXml({ from, id, lang });
   }
-  featuresXml(_starttls: "required" | "optional" | "none", mechanisms: readonly Mechanism[]): string {
-    return framedFeaturesXml(mechanisms);
+  clientTls(): ClientTls | undefined {
+    return { certificate: this.webClient.certificate };
+  }
+
+  featuresXml(_starttls: "required" | "optional" | "none", offer: LoginOffer): string {
+    return framedFeaturesXml(offer);
   }
   /** RFC 7395 3.6: the stream error in a message of its own, then `<close/>`. */
   errorParts(condition: StreamErrorCondition, text?: string): string[] {
@@ -282,7 +287,7 @@ export class WebSocketLink implements ClientLink {
     this.finish("rejected");
   }
 
-  nodeDial(domain: string, openStream: boolean): NodeDial<NodeLeg> {
+  nodeDial(domain: string, stream: { from: string | undefined } | null): NodeDial<NodeLeg> {
     const { settings } = this;
     return {
       unusable: (node) => (node.wsInternal === undefined ? "the node has no ws-internal= URL: WebSocket clients cannot be forwarded to it" : null),
@@ -294,7 +299,8 @@ export class WebSocketLink implements ClientLink {
           signal: this.left.signal,
           maxMessageBytes: MAX_MESSAGE_BYTES,
           clientAddress: this.webClient.address,
-          skipOpen: !openStream,
+          skipOpen: stream === null,
+          ...(stream?.from === undefined ? {} : { from: stream.from }),
         });
         return new WebSocketNodeLeg(socket, features);
       },

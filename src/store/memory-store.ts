@@ -28,6 +28,8 @@ export class MemoryStore implements ClusterStore {
   private readonly drained = new Set<string>();
   private readonly watchers = new Set<(nodes: StoredNode[]) => void>();
   private readonly directory = new Map<string, DirectoryEntry>();
+  /** FAST tokens: JID → the node that issued its latest one, and when that expires. */
+  private readonly tokens = new Map<string, { node: string; expiresAt: number }>();
   private readonly load: LocalLoads;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -131,6 +133,18 @@ export class MemoryStore implements ClusterStore {
     if (entry.open === 0) entry.expiresAt = Math.max(entry.expiresAt, until);
   }
 
+  async tokenIssued(jid: string, nodeId: string, expiresAt: number): Promise<void> {
+    if (expiresAt > this.now()) this.tokens.set(jid, { node: nodeId, expiresAt });
+  }
+
+  async tokenNode(jid: string): Promise<string | null> {
+    const token = this.tokens.get(jid);
+    if (token === undefined) return null;
+    if (token.expiresAt > this.now()) return token.node;
+    this.tokens.delete(jid);
+    return null;
+  }
+
   async loads(): Promise<ReadonlyMap<string, NodeLoad>> {
     return this.load.loads();
   }
@@ -164,6 +178,7 @@ export class MemoryStore implements ClusterStore {
     for (const [jid, entry] of this.directory) {
       if (entry.open === 0 && entry.expiresAt <= now) this.directory.delete(jid);
     }
+    for (const [jid, token] of this.tokens) if (token.expiresAt <= now) this.tokens.delete(jid);
     this.load.forgetExpired();
   }
 }

@@ -13,6 +13,8 @@ export interface RedisKeys {
    * (a prefix with an unbalanced brace): the JID then keeps the whole window.
    */
   jidHolders(bareJid: string): string | null;
+  /** String: the node that issued the JID's FAST token, expiring with the token. */
+  fastToken(bareJid: string): string;
   /** Sorted set: live balancer instances, scored by when their counts expire (ms since epoch). */
   readonly instances: string;
   /** Hash: one instance's open forwarded connections per node id, with a TTL. */
@@ -72,6 +74,7 @@ export function redisKeys(prefix: string = DEFAULT_PREFIX): RedisKeys {
     jid: (bareJid) => `${prefix}jid:${escapeJid(bareJid)}`,
     // Same slot: the entry's own hash tag when it has one (a prefix with a tag), else the whole entry key as the tag.
     jidHolders: (bareJid) => sameSlot(`${prefix}jid:${escapeJid(bareJid)}`, [`${prefix}holders:${escapeJid(bareJid)}`, `${prefix}holders:{${prefix}jid:${escapeJid(bareJid)}}`]),
+    fastToken: (bareJid) => `${prefix}fast:${escapeJid(bareJid)}`,
     instances: `${prefix}{loads}:instances`,
     instanceLoads: (instanceId) => instanceLoadsPrefix + instanceId,
     instanceLoadsPrefix,

@@ -99,6 +99,16 @@ export class RedisStore implements ClusterStore {
     return this.connection.run("lookup", (c) => c.get(this.keys.jid(jid)));
   }
 
+  async tokenIssued(jid: string, nodeId: string, expiresAt: number): Promise<void> {
+    const ttlMs = Math.round(expiresAt - Date.now());
+    if (ttlMs <= 0) return;
+    await this.connection.run("token-issued", (c) => c.set(this.keys.fastToken(jid), nodeId, "PX", ttlMs));
+  }
+
+  async tokenNode(jid: string): Promise<string | null> {
+    return this.connection.run("token-node", (c) => c.get(this.keys.fastToken(jid)));
+  }
+
   async claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     const key = this.keys.jid(jid);
     const [owner, wrote] = await this.connection.run("claim", (c) => c.xmppLbClaim(key, this.keys.jidHolders(jid) ?? key, nodeId, this.entryTtlMs, ...replace));

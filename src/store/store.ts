@@ -65,6 +65,14 @@ export interface ClusterStore {
    * one counts).
    */
   redirected(jid: string | null, nodeId: string): Promise<void>;
+  /**
+   * FAST (XEP-0484): `nodeId` issued `jid` a token valid until `expiresAt`
+   * (ms since epoch). A node keeps its tokens to itself, so the JID's token
+   * logins go there while it is valid; the latest token issued wins.
+   */
+  tokenIssued(jid: string, nodeId: string, expiresAt: number): Promise<void>;
+  /** The node whose FAST token `jid` holds, while it is valid, or null. */
+  tokenNode(jid: string): Promise<string | null>;
   /** Load per node. Cluster-wide sum for Redis (cached, refreshed in the background). */
   loads(): Promise<ReadonlyMap<string, NodeLoad>>;
   /** Operator actions, same meaning for both stores: a drained node takes no new users. */

@@ -18,6 +18,10 @@ declare module "@xmpp/xml" {
     getChildText(name: string, xmlns?: string): string | null;
     text(): string;
     toString(): string;
+    /** Removes a child element, or the children of that name (and namespace). */
+    remove(el: Element | string, xmlns?: string): this;
+    append(...nodes: Array<Element | string>): this;
+    prepend(...nodes: Array<Element | string>): this;
   }
 
   export class Parser extends EventEmitter {

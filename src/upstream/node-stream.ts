@@ -22,6 +22,12 @@ export interface NodeDialOptions {
   maxHeaderBytes: number;
   /** Open an XMPP stream and read the node's features (login phase, health probes). */
   openStream: boolean;
+  /**
+   * The opening's `from`, as a client names itself: a node may offer (and
+   * accept) some logins only to a stream that names its user (Prosody shows
+   * and takes FAST tokens only then).
+   */
+  from?: string;
   /** Aborts the dial (the client left): the node's socket is destroyed at once. */
   signal?: AbortSignal;
   /** A PROXY protocol header, sent before anything else; a function gets the connected socket (a probe names its own addresses). */
@@ -37,6 +43,8 @@ export interface NodeConnection {
   leftover: Buffer;
   /** Whether TLS was used because the node required it (not asked for). */
   tlsRequiredByNode: boolean;
+  /** SHA-256 fingerprint of the certificate the node presented (TLS to the node), for channel binding. */
+  certificate?: string;
 }
 
 /** A node that insists on TLS before SASL: STARTTLS `<required/>`, or STARTTLS and no mechanisms. */
@@ -125,8 +133,8 @@ class NodeStreamReader {
     return event.element;
   }
 
-  async openStream(domain: string): Promise<Element> {
-    this.write(clientStreamOpenXml(domain));
+  async openStream(domain: string, from: string | undefined): Promise<Element> {
+    this.write(clientStreamOpenXml(domain, from));
     const start = await this.next();
     if (start.kind !== "start") throw new UpstreamError("XMPP_LB_NODE_PROTOCOL", "the node did not open a stream");
     const features = await this.expectElement();
@@ -215,7 +223,7 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
     const always = opts.tls === "always";
     if (!always && !opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
     const reader = new NodeStreamReader(socket, opts.maxHeaderBytes);
-    let features = await reader.openStream(opts.domain);
+    let features = await reader.openStream(opts.domain, opts.from);
     const required = !always && requiresTls(features);
     if (always || required) {
       if (features.getChild("starttls", NS_TLS) === undefined) {
@@ -225,10 +233,14 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
       const answer = await reader.expectElement();
       if (!answer.is("proceed", NS_TLS)) throw new UpstreamError("XMPP_LB_NODE_TLS", "the node refused STARTTLS");
       reader.detach();
-      socket = await startTls(socket, opts);
-      if (!opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
+      const secure = await startTls(socket, opts);
+      socket = secure;
+      const certificate = secure.getPeerX509Certificate()?.fingerprint256;
+      if (!opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false, certificate };
       reader.restart(socket);
-      features = await reader.openStream(opts.domain);
+      features = await reader.openStream(opts.domain, opts.from);
+      reader.detach();
+      return { socket, features, leftover: reader.takeRest(), tlsRequiredByNode: required, certificate };
     }
     reader.detach();
     return { socket, features, leftover: reader.takeRest(), tlsRequiredByNode: required };

@@ -18,6 +18,8 @@ export interface NodeWebSocketOptions {
   clientAddress?: string;
   /** Phase open: the client's own `<open/>` is replayed, so the node's answer is the client's; resolve once connected. */
   skipOpen?: boolean;
+  /** The opening's `from`: the login's user (see NodeDialOptions.from). */
+  from?: string;
 }
 
 /**
@@ -82,7 +84,7 @@ export function dialNodeWebSocket(url: string, options: NodeWebSocketOptions): P
     };
     socket.on("message", onMessage);
     socket.once("open", () => {
-      if (!options.skipOpen) return void socket.send(framingOpenXml({ to: options.domain }));
+      if (!options.skipOpen) return void socket.send(framingOpenXml({ to: options.domain, ...(options.from === undefined ? {} : { from: options.from }) }));
       stage = "done";
       cleanup();
       socket.pause();

@@ -55,6 +55,12 @@ export class IpcStore implements ClusterStore {
   lookup(jid: string): Promise<string | null> {
     return this.call("lookup", jid);
   }
+  tokenIssued(jid: string, nodeId: string, expiresAt: number): Promise<void> {
+    return this.call("tokenIssued", jid, nodeId, expiresAt);
+  }
+  tokenNode(jid: string): Promise<string | null> {
+    return this.call("tokenNode", jid);
+  }
   claim(jid: string, nodeId: string, replace: readonly string[]): Promise<Claim> {
     return this.call("claim", jid, nodeId, replace);
   }

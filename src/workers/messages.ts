@@ -9,7 +9,7 @@ import type { StoredNode } from "../store/store.js";
  * store's announcements (membership, up/down), and the metrics the primary
  * sums for /metrics and the status page.
  */
-export type StoreOp = "listNodes" | "lookup" | "claim" | "release" | "connectionOpened" | "connectionClosed" | "redirected" | "loads" | "drain" | "undrain" | "waitUntilUp";
+export type StoreOp = "listNodes" | "lookup" | "tokenIssued" | "tokenNode" | "claim" | "release" | "connectionOpened" | "connectionClosed" | "redirected" | "loads" | "drain" | "undrain" | "waitUntilUp";
 export type LimitsOp = "admit" | "leftPreAuth" | "closed" | "blocked" | "record";
 
 /** A call to one of the primary's services; without an id nobody waits for its answer. */

@@ -41,6 +41,10 @@ async function answer(store: ClusterStore, op: StoreOp, args: unknown[]): Promis
       return store.listNodes();
     case "lookup":
       return store.lookup(a[0]!);
+    case "tokenIssued":
+      return store.tokenIssued(a[0]!, a[1]!, a[2]!);
+    case "tokenNode":
+      return store.tokenNode(a[0]!);
     case "claim":
       return store.claim(a[0]!, a[1]!, a[2]!);
     case "release":

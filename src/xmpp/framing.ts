@@ -1,7 +1,7 @@
 import { escapeXML, escapeXMLText } from "@xmpp/xml";
 import type { StreamErrorCondition } from "../errors.js";
-import type { Mechanism } from "./sasl-identity.js";
-import { NS_SASL, NS_STREAM, NS_STREAMS } from "./namespaces.js";
+import { loginOfferXml, type LoginOffer } from "./login-offer.js";
+import { NS_STREAM, NS_STREAMS } from "./namespaces.js";
 
 /** XMPP over WebSocket (RFC 7395): every message is one complete element, the stream is framed by `<open/>` and `<close/>`. */
 export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
@@ -24,9 +24,8 @@ export function seeOtherUriXml(uri: string): string {
 }
 
 /** Features in a message of their own: the stream prefix is declared in it, since no `<stream:stream>` surrounds it. */
-export function framedFeaturesXml(mechanisms: readonly Mechanism[]): string {
-  const inner = mechanisms.length > 0 ? `<mechanisms xmlns='${NS_SASL}'>${mechanisms.map((m) => `<mechanism>${escapeXMLText(m)}</mechanism>`).join("")}</mechanisms>` : "";
-  return `<stream:features xmlns:stream='${NS_STREAM}'>${inner}</stream:features>`;
+export function framedFeaturesXml(offer: LoginOffer): string {
+  return `<stream:features xmlns:stream='${NS_STREAM}'>${loginOfferXml(offer)}</stream:features>`;
 }
 
 /** A stream error in its own message; RFC 7395 3.6: a `<close/>` follows it, as a message of its own. */

@@ -9,6 +9,25 @@ export function isSupportedMechanism(name: string): name is Mechanism {
   return (SUPPORTED_MECHANISMS as readonly string[]).includes(name);
 }
 
+/**
+ * A SCRAM mechanism's channel-binding twin (RFC 5802 "-PLUS"): offered per
+ * connection, only where a binding holds through the balancer, so it is not
+ * a mechanism of its own in --sasl-mechanisms.
+ */
+export function plusOf(mechanism: Mechanism): string | undefined {
+  return mechanism.startsWith("SCRAM-") ? `${mechanism}-PLUS` : undefined;
+}
+
+/** XEP-0484 FAST token mechanisms: `HT-<hash>-<binding>`. */
+const TOKEN_MECHANISM = /^HT-(?:SHA-256|SHA-384|SHA-512|SHA3-256|SHA3-384|SHA3-512)-(NONE|ENDP|UNIQ|EXPR)$/;
+
+/** A FAST token mechanism's channel binding (NONE, ENDP: tls-server-end-point, UNIQ, EXPR), or undefined for any other name. */
+export function tokenBinding(mechanism: string): "NONE" | "ENDP" | "UNIQ" | "EXPR" | undefined {
+  return TOKEN_MECHANISM.exec(mechanism)?.[1] as "NONE" | "ENDP" | "UNIQ" | "EXPR" | undefined;
+}
+
+const SCRAM_MECHANISM = /^SCRAM-SHA-(?:1|256|512)(?:-PLUS)?$/;
+
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -90,20 +109,22 @@ function scramIdentity(payload: Buffer, domain: string): string {
   return userJid(user, domain);
 }
 
+/** FAST (XEP-0484 3.3): `authcid NUL HMAC`; the token's owner decides the node (the HMAC bytes are never decoded). */
+function tokenIdentity(payload: Buffer, domain: string): string {
+  const nul = payload.indexOf(0);
+  if (nul <= 0) throw new SaslError("malformed-request", "a FAST token response starts with the user name and a NUL");
+  return userJid(decodeUtf8(payload.subarray(0, nul)), domain);
+}
+
 /**
  * Who is logging in, from a mechanism's initial response, as a bare JID at the
  * stream's `to` domain; null when the mechanism carries no identity (ANONYMOUS).
  * Throws SaslError("malformed-request") for payloads no server would accept.
  */
-export function saslIdentity(mechanism: Mechanism, payload: Buffer, domain: string): string | null {
-  switch (mechanism) {
-    case "PLAIN":
-      return plainIdentity(payload, domain);
-    case "SCRAM-SHA-1":
-    case "SCRAM-SHA-256":
-    case "SCRAM-SHA-512":
-      return scramIdentity(payload, domain);
-    case "ANONYMOUS":
-      return null;
-  }
+export function saslIdentity(mechanism: string, payload: Buffer, domain: string): string | null {
+  if (mechanism === "PLAIN") return plainIdentity(payload, domain);
+  if (mechanism === "ANONYMOUS") return null;
+  if (SCRAM_MECHANISM.test(mechanism)) return scramIdentity(payload, domain);
+  if (tokenBinding(mechanism) !== undefined) return tokenIdentity(payload, domain);
+  throw new SaslError("invalid-mechanism", `mechanism '${mechanism}' is not supported`);
 }

@@ -60,6 +60,7 @@ export function streamOpenXml(opts: { from: string; id: string; lang?: string })
 }
 
 /** A stream opening sent by the balancer to a cluster node on the client's behalf. */
-export function clientStreamOpenXml(domain: string): string {
-  return `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' to='${escapeXML(domain)}' version='1.0'>`;
+export function clientStreamOpenXml(domain: string, from?: string): string {
+  const fromAttr = from === undefined ? "" : ` from='${escapeXML(from)}'`;
+  return `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' to='${escapeXML(domain)}'${fromAttr} version='1.0'>`;
 }

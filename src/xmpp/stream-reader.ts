@@ -1,6 +1,6 @@
 import { Parser, type Element } from "@xmpp/xml";
 import { StreamError } from "../errors.js";
-import { STANZA_NAMES } from "./namespaces.js";
+import { NS_SASL2, STANZA_NAMES } from "./namespaces.js";
 
 /** What a StreamReader yields, one at a time. */
 export type StreamEvent =
@@ -17,28 +17,53 @@ export interface StreamReaderLimits {
    * Whether top-level elements may have child elements. Before login nothing a
    * client sends has any (`<starttls/>`, `<auth>`, `<response>`, `<abort/>`),
    * so the client side refuses them at once: the parser would otherwise keep a
-   * whole tree in memory for every unclosed element.
+   * whole tree in memory for every unclosed element. The one exception is
+   * SASL2's `<authenticate/>` (XEP-0388), which carries its initial response,
+   * user agent and inline requests: a small, shallow tree.
    */
   childElements: boolean;
 }
 
 const GT = 0x3e; // '>'
+/** `<authenticate/>` > `<bind/>` > `<enable/>` is as deep as a client's modern login goes (XEP-0388, XEP-0386). */
+const MAX_AUTHENTICATE_DEPTH = 4;
+/** Elements in one `<authenticate/>`: a user agent, a handful of inline requests and their options. */
+const MAX_AUTHENTICATE_ELEMENTS = 64;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** @xmpp/xml's Parser, minus its complaint about whitespace before the root, and optionally flat. */
 class PreAuthParser extends Parser {
+  /** Elements inside the current top-level `<authenticate/>`. */
+  private authenticateElements = 0;
+
   constructor(private readonly childElements: boolean) {
     super();
   }
 
   override onStartElement(name: string, attrs: Record<string, string>): void {
     const parent = this.cursor;
-    if (!this.childElements && parent !== null && parent !== this.root) {
+    if (!this.childElements && parent !== null && parent !== this.root && !this.insideAuthenticate(name)) {
       // A stanza is refused for what it is (RFC 6120 4.9.3.12: no stanzas before login), anything else for its size.
       if (STANZA_NAMES.has(parent.name)) throw new StreamError("not-authorized", "stanzas are not allowed before login");
       throw new StreamError("policy-violation", `<${name}/> inside <${parent.name}/>: no element before login has children`);
     }
+    if (parent === this.root) this.authenticateElements = 0;
     super.onStartElement(name, attrs);
+  }
+
+  /** Whether a child named `name` may start here: inside a SASL2 `<authenticate/>`, within its bounds. */
+  private insideAuthenticate(name: string): boolean {
+    let depth = 1;
+    let top = this.cursor!;
+    while (top.parent !== null && top.parent !== this.root && top.parent !== undefined) {
+      top = top.parent as Element;
+      depth += 1;
+    }
+    if (top.name !== "authenticate" || top.attrs.xmlns !== NS_SASL2) return false;
+    if (depth >= MAX_AUTHENTICATE_DEPTH || ++this.authenticateElements > MAX_AUTHENTICATE_ELEMENTS) {
+      throw new StreamError("policy-violation", `<${name}/>: the <authenticate/> is too deep or too large`);
+    }
+    return true;
   }
 
   override onText(str: string): void {

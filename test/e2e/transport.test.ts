@@ -48,8 +48,9 @@ describe("transports and admin endpoint", () => {
     assert.ok(["n1", "n2"].includes(await nodeOf(xmpp)));
   });
 
-  it("lets a channel-binding-capable SCRAM client (gs2 flag y) through to a node that offers no -PLUS", async () => {
-    const lb = await balancer({ backendTls: true, saslMechanisms: ["SCRAM-SHA-1"] });
+  // Over --backend-tls a binding-capable node (Prosody 13) refuses the y flag whatever it offers: see modern-logins.test.ts.
+  it("lets a channel-binding-capable SCRAM client (gs2 flag y) through to a node reached without TLS (it can bind nothing)", async () => {
+    const lb = await balancer({ saslMechanisms: ["SCRAM-SHA-1"] });
     const c = await RawXmpp.connect(lb.port);
     await c.secureStream();
     c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>${b64("y,,n=trent,r=0123456789abcdef")}</auth>`);

@@ -188,6 +188,34 @@ describe("Router", () => {
     assert.ok((placed.get(pinned!.node.id) ?? 0) >= 4, `new users on the pinned JID's node: ${placed.get(pinned!.node.id) ?? 0} of 10`);
   });
 
+  it("sends a FAST token login to the node that issued the JID's token, full or not, while it is up; a password login goes by the strategy", async () => {
+    const { store, router, nodes } = setup([spec("n1", { maxconn: 1 }), spec("n2")]);
+    await store.connectionOpened(null, "n1"); // n1 is full: least-conn and maxconn both point away from it
+    await store.tokenIssued("dave@lb.test", "n1", Date.now() + 60_000);
+    const password = await router.route({ jid: "dave@lb.test", domain: "lb.test" }, log);
+    assert.equal(password!.node.id, "n2");
+    password!.lease.refused(); // the node refused the password: the claim goes
+    await new Promise((r) => setImmediate(r));
+    const token = await router.route({ jid: "dave@lb.test", domain: "lb.test", token: true }, log);
+    assert.equal(token!.node.id, "n1");
+    assert.equal(token!.via, "token");
+    token!.lease.refused();
+    await new Promise((r) => setImmediate(r));
+    nodes.setHealth("n1", "down");
+    const away = await router.route({ jid: "dave@lb.test", domain: "lb.test", token: true }, log);
+    assert.equal(away!.node.id, "n2", "the token's node is down: the login goes elsewhere (the client falls back to its password)");
+  });
+
+  it("keeps a token login with the JID's live directory entry, so one account's sessions stay on one node", async () => {
+    const { store, router } = setup([spec("n1"), spec("n2")]);
+    await store.tokenIssued("erin@lb.test", "n1", Date.now() + 60_000);
+    await store.claim("erin@lb.test", "n2", []);
+    await store.connectionOpened("erin@lb.test", "n2");
+    const token = await router.route({ jid: "erin@lb.test", domain: "lb.test", token: true }, log);
+    assert.equal(token!.node.id, "n2");
+    assert.equal(token!.via, "directory");
+  });
+
   it("answers null when no node may be dialed: all drained or excluded", async () => {
     const { router, nodes } = setup([spec("n1"), spec("n2")]);
     nodes.setHealth("n1", "down");

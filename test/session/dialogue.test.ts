@@ -11,6 +11,7 @@ import { LoginDialogue, type DialogueSettings } from "../../src/session/dialogue
 import { ForwardedLogin } from "../../src/session/forwarded-login.js";
 import type { Handoff, HandoffResult, Login } from "../../src/session/handoff.js";
 import type { NodeDial } from "../../src/session/node-dialer.js";
+import type { LoginOffer } from "../../src/xmpp/login-offer.js";
 
 const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
 const plain = (user: string, password = "pw"): string => Buffer.from(`\0${user}\0${password}`).toString("base64");
@@ -107,8 +108,12 @@ class FakeLink implements ClientLink {
   openXml(from: string): string {
     return `<open from='${from}'/>`;
   }
-  featuresXml(_starttls: string, mechanisms: readonly string[]): string {
-    return `<features>${mechanisms.join(" ")}</features>`;
+  featuresXml(_starttls: string, offer: LoginOffer): string {
+    const sasl2 = offer.sasl2 === null ? "" : ` sasl2:${offer.sasl2.mechanisms.join(" ")}`;
+    return `<features>${offer.mechanisms.join(" ")}${sasl2}</features>`;
+  }
+  clientTls(): { certificate: string } {
+    return { certificate: "fake" };
   }
   errorParts(condition: StreamErrorCondition): string[] {
     this.errors.push(condition);
@@ -196,7 +201,7 @@ class FakeHandoff {
     const leg = new FakeLeg();
     const decision = fakeDecision();
     this.attempts.push({ leg, decision });
-    return { outcome: "authenticating", node: decision.node, attempt: new ForwardedLogin(decision, leg), held: { chunks: [], ended: false } };
+    return { outcome: "authenticating", node: decision.node, attempt: new ForwardedLogin(decision, leg, login.sasl2 === true), held: { chunks: [], ended: false } };
   }
   async redirect(link: ClientLink, login: Login): Promise<HandoffResult> {
     return this.forward(link, login);
@@ -222,7 +227,7 @@ describe("LoginDialogue over a fake transport", () => {
     toClose.push(authFailures);
     const link = new FakeLink({ ...LISTENER, ...listener });
     const handoff = new FakeHandoff();
-    const settings: DialogueSettings = { listener: link.listener, domains: new Set(["lb.test"]), mechanisms: () => ["PLAIN"], allowPlaintext: false, loginTimeoutMs: 60_000, maxPreauthBytes: 65536, authFailures, ...overrides };
+    const settings: DialogueSettings = { listener: link.listener, domains: new Set(["lb.test"]), loginOffer: () => ({ mechanisms: ["PLAIN"], channelBinding: false, sasl2: null }), allowPlaintext: false, loginTimeoutMs: 60_000, maxPreauthBytes: 65536, authFailures, ...overrides };
     const dialogue = new LoginDialogue(link, settings, handoff as unknown as Handoff);
     return { link, handoff, dialogue, authFailures };
   };
@@ -400,5 +405,79 @@ describe("LoginDialogue over a fake transport", () => {
     link.receive({ kind: "element", element: xml("abort", { xmlns: NS_SASL }) });
     link.receive({ kind: "element", element: xml("abort", { xmlns: NS_SASL }) });
     assert.deepEqual(link.errors, ["policy-violation"]);
+  });
+
+  describe("SASL2 (XEP-0388)", () => {
+    const NS_SASL2 = "urn:xmpp:sasl:2";
+    const fast = xml("fast", { xmlns: "urn:xmpp:fast:0" }, xml("mechanism", {}, "HT-SHA-256-NONE"));
+    const modern: Partial<DialogueSettings> = {
+      loginOffer: () => ({ mechanisms: ["PLAIN", "SCRAM-SHA-1"], channelBinding: false, sasl2: { mechanisms: ["PLAIN", "SCRAM-SHA-1"], inline: xml("inline", {}, fast) } }),
+    };
+    const authenticate = (mechanism: string, payload: string | undefined, ...extra: ReturnType<typeof xml>[]) => ({
+      kind: "element" as const,
+      element: xml("authenticate", { xmlns: NS_SASL2, mechanism }, ...(payload === undefined ? [] : [xml("initial-response", {}, payload)]), ...extra),
+    });
+    const userAgent = xml("user-agent", { id: "d4565fa7-4d72-4749-b3d3-740edbf87770" }, xml("software", {}, "tests"));
+    const bind = xml("bind", { xmlns: "urn:xmpp:bind:0" }, xml("tag", {}, "phone"));
+
+    it("decides at the <authenticate/> and hands the node the client's own, user agent and inline requests included", async () => {
+      const { link, handoff } = start(modern);
+      link.receive(opening());
+      assert.equal(link.sent[1], "<features>PLAIN SCRAM-SHA-1 sasl2:PLAIN SCRAM-SHA-1</features>");
+      link.receive(authenticate("PLAIN", plain("alice"), userAgent, bind));
+      await settle();
+      const login = handoff.logins[0]!;
+      assert.equal(login.jid, "alice@lb.test");
+      assert.equal(login.sasl2, true);
+      assert.equal(login.token, false);
+      const replay = login.replay.toString();
+      assert.match(replay, /^<authenticate xmlns="urn:xmpp:sasl:2" mechanism="PLAIN"><initial-response>/);
+      assert.match(replay, /<user-agent id="d4565fa7-4d72-4749-b3d3-740edbf87770"><software>tests<\/software><\/user-agent><bind xmlns="urn:xmpp:bind:0"><tag>phone<\/tag><\/bind>/);
+    });
+
+    it("routes a FAST token login by the user before the NUL, as a token login", async () => {
+      const { link, handoff } = start(modern);
+      link.receive(opening());
+      const hmac = Buffer.from([0, 1, 2, 255, 0, 9]);
+      link.receive(authenticate("HT-SHA-256-NONE", Buffer.concat([Buffer.from("bob\0"), hmac]).toString("base64"), userAgent, xml("fast", { xmlns: "urn:xmpp:fast:0" })));
+      await settle();
+      assert.equal(handoff.logins[0]!.jid, "bob@lb.test");
+      assert.equal(handoff.logins[0]!.token, true);
+    });
+
+    it("refuses a token mechanism FAST did not offer, and SASL2 where the nodes do not speak it, with SASL2's own failure", async () => {
+      const a = start(modern);
+      a.link.receive(opening());
+      a.link.receive(authenticate("HT-SHA-256-EXPR", Buffer.from("bob\0x").toString("base64")));
+      assert.equal(a.link.sent.at(-1), `<failure xmlns='${NS_SASL2}'><invalid-mechanism xmlns='${NS_SASL}'/><text xml:lang='en'>mechanism 'HT-SHA-256-EXPR' is not offered</text></failure>`);
+      const b = start();
+      b.link.receive(opening());
+      b.link.receive(authenticate("PLAIN", plain("alice")));
+      assert.match(b.link.sent.at(-1)!, /^<failure xmlns='urn:xmpp:sasl:2'><invalid-mechanism/);
+      assert.equal(b.handoff.logins.length, 0);
+    });
+
+    it("asks for a missing initial response with SASL2's empty challenge, then forwards it inside the <authenticate/>", async () => {
+      const { link, handoff } = start(modern);
+      link.receive(opening());
+      link.receive(authenticate("PLAIN", undefined, userAgent));
+      assert.equal(link.sent.at(-1), `<challenge xmlns='${NS_SASL2}'/>`);
+      link.receive({ kind: "element", element: xml("response", { xmlns: NS_SASL2 }, plain("carol")) });
+      await settle();
+      assert.equal(handoff.logins[0]!.jid, "carol@lb.test");
+      assert.match(handoff.logins[0]!.replay.toString(), new RegExp(`^<authenticate xmlns="urn:xmpp:sasl:2" mechanism="PLAIN"><initial-response>${plain("carol").replace(/[+/]/g, "\\$&")}</initial-response><user-agent`));
+    });
+
+    it("passes SASL2 responses and aborts to the node in SASL2's namespace", async () => {
+      const { link, handoff } = start(modern);
+      link.receive(opening());
+      link.receive(authenticate("SCRAM-SHA-1", Buffer.from("n,,n=alice,r=abc").toString("base64")));
+      await settle();
+      const { leg } = handoff.attempts[0]!;
+      leg.says(`<challenge xmlns='${NS_SASL2}'>abc</challenge>`);
+      link.receive({ kind: "element", element: xml("response", { xmlns: NS_SASL2 }, "def") });
+      link.receive({ kind: "element", element: xml("abort", { xmlns: NS_SASL2 }) });
+      assert.deepEqual(leg.sent, [`<response xmlns='${NS_SASL2}'>def</response>`, `<abort xmlns='${NS_SASL2}'/>`]);
+    });
   });
 });

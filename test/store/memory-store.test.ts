@@ -62,6 +62,22 @@ describe("MemoryStore session directory", () => {
   });
 });
 
+describe("MemoryStore FAST tokens", () => {
+  let now = 1_000_000;
+  const store = new MemoryStore([], { affinityTtlMs: 300_000 }, () => now);
+  after(() => store.close());
+
+  it("names the node that issued a JID's latest token until it expires", async () => {
+    await store.tokenIssued("f@lb.test", "n1", now + 60_000);
+    await store.tokenIssued("f@lb.test", "n2", now + 120_000);
+    assert.equal(await store.tokenNode("f@lb.test"), "n2");
+    await store.tokenIssued("old@lb.test", "n1", now - 1);
+    assert.equal(await store.tokenNode("old@lb.test"), null, "an expired token is not remembered");
+    now += 120_001;
+    assert.equal(await store.tokenNode("f@lb.test"), null);
+  });
+});
+
 describe("MemoryStore release", () => {
   const store = new MemoryStore([], { affinityTtlMs: 300_000 });
   after(() => store.close());

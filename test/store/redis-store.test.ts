@@ -221,6 +221,23 @@ for (const { name, start } of backends) {
       assert.ok(keys.includes(`${t.prefix()}jid:%7Bnodes%7Dx@lb.test`), `readable escapes: ${keys.join(" ")}`);
     });
 
+    it("tells every instance which node issued a JID's FAST token, until the token expires; the latest token wins", async () => {
+      const a = await t.store();
+      const b = await t.store();
+      await a.tokenIssued("fast@lb.test", "n1", Date.now() + 60_000);
+      assert.equal(await b.tokenNode("fast@lb.test"), "n1");
+      await b.tokenIssued("fast@lb.test", "n2", Date.now() + 60_000);
+      assert.equal(await a.tokenNode("fast@lb.test"), "n2");
+      await a.tokenIssued("brief@lb.test", "n1", Date.now() + 300);
+      assert.equal(await b.tokenNode("brief@lb.test"), "n1");
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(await b.tokenNode("brief@lb.test"), null, "gone with the token");
+      assert.deepEqual(await t.keys(`${t.prefix()}fast:brief*`), [], "and so is its key");
+      await a.tokenIssued("{nodes}@lb.test", "n1", Date.now() + 60_000);
+      assert.equal(await b.tokenNode("{nodes}@lb.test"), "n1");
+      for (const key of await t.keys(`${t.prefix()}fast:*`)) assert.equal(hashTag(key), null, `${key}: no tag of the client's`);
+    });
+
     it("forgets a JID at once when the client closes its stream on the JID's last connection on any instance", async () => {
       const a = await t.store();
       const b = await t.store();

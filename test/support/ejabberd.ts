@@ -17,6 +17,7 @@
 //   internal 127.0.3.i:<free port>  (what the balancer dials / probes; STARTTLS offered, not required)
 //   external 127.0.4.i:<free port>  (what see-other-host points clients at; STARTTLS required)
 //   proxy    127.0.3.i:<free port>  (optional: `use_proxy_protocol: true`, for --backend-proxy-protocol)
+// (other prefixes with the `network` option).
 // A clustered node i uses 127.0.6.i for all three and for its Erlang
 // distribution, so its own address names it. Every node names itself "n<i>"
 // in disco#info (mod_disco's `name` option: the server identity's name), so
@@ -71,6 +72,8 @@ export interface EjabberdNode {
   external: HostPort;
   /** The c2s listener with `use_proxy_protocol: true` (option `proxyListener`), else undefined. */
   proxy: HostPort | undefined;
+  /** With `websocket: true`: ejabberd_http_ws's ws:// URLs on the internal and the external address, else undefined. */
+  websocket?: { internal: string; external: string };
   /** Pid of the running Erlang VM (0 while stopped). */
   readonly pid: number;
   /** ejabberd's log (info level: connections with their addresses, authentications); console output goes to console.log beside it. */
@@ -137,10 +140,47 @@ export interface EjabberdClusterOptions {
   readyTimeout?: number;
   /** One real ejabberd cluster (shared Mnesia) on 127.0.6.i, instead of independent nodes. */
   clustered?: boolean;
+  /**
+   * Address prefixes of independent nodes: node i listens on `${internal}.i`
+   * and `${external}.i` (default 127.0.3 and 127.0.4). Not with `clustered`.
+   */
+  network?: { internal: string; external: string };
+  /**
+   * Modern logins, as ejabberd 24.12 has them. SASL2 (XEP-0388) and Bind2
+   * (XEP-0386, with XEP-0198 enable inline from mod_stream_mgmt) are built in
+   * and on, but offered only to a stream whose header has a `from` naming a
+   * user (xmpp_stream_in keeps SASL2 only for such a stream), and on a
+   * plaintext stream only with the listener's `allow_unencrypted_sasl2: true`,
+   * which this sets on the internal listener. FAST (XEP-0484) is mod_auth_fast,
+   * not in this config otherwise: this enables it. It advertises
+   * HT-SHA-256-NONE, -UNIQ, -EXPR and -ENDP inline in SASL2 on every stream
+   * that gets SASL2 (plaintext too), keeps a token per account and user-agent
+   * id (sha256 of the <user-agent id>), issues one for any <request-token/>
+   * whatever mechanism it names, and lets it live 30 days (token_lifetime).
+   */
+  modern?: boolean;
+  /**
+   * Offer SCRAM-*-PLUS, disabled by default (see disable_sasl_mechanisms in
+   * the config). ejabberd 24.12 offers -PLUS on every encrypted stream
+   * (SASL1 and SASL2) with the channel bindings it can compute: tls-unique
+   * (TLS 1.2), tls-exporter (TLS 1.3) and tls-server-end-point (from the
+   * certfile: SHA-256 of its DER for a SHA-1/MD5/SHA-256 signature, else the
+   * signature's hash), listed in XEP-0440 <sasl-channel-binding/>. There is
+   * no per-type switch: disable_sasl_mechanisms is the only knob.
+   */
+  channelBinding?: boolean;
+  /**
+   * Serve XMPP over WebSocket (RFC 7395): an ejabberd_http listener with
+   * ejabberd_http_ws at /xmpp-websocket, plain HTTP, on the internal and on
+   * the external address (a free port each): node.websocket. With `modern`,
+   * the internal one has `allow_unencrypted_sasl2: true` (ejabberd_http_ws
+   * passes it to the c2s), as the internal c2s listener does.
+   */
+  websocket?: boolean;
 }
 
 const ERL = process.env.EJABBERD_ERL_BIN ?? "/usr/bin/erl";
-/** Where Debian's ejabberd-23.01-1/ebin lives (ejabberdctl's ERL_LIBS); the erlang-p1-* libraries are in Erlang's own lib dir. */
+/** Where Debian's ejabberd-<version>/ebin lives (ejabberd-24.12 from bookworm-backports) (ejabberdctl's ERL_LIBS); the erlang-p1-* libraries are in Erlang's own lib dir. */
 const ERL_LIBS = process.env.EJABBERD_ERL_LIBS ?? "/usr/lib/x86_64-linux-gnu";
 const INETRC = "/etc/ejabberd/inetrc";
 const TLS_DIR = fileURLToPath(new URL("../../examples/tls/", import.meta.url));
@@ -167,6 +207,9 @@ interface ConfigParams {
   proxy: HostPort | undefined;
   maxAuthFailures: number | undefined;
   fail2banExempt: string[] | undefined;
+  modern: boolean;
+  channelBinding: boolean;
+  websocket?: { internal: HostPort; external: HostPort };
 }
 
 function configFor(o: ConfigParams): string {
@@ -177,6 +220,17 @@ function configFor(o: ConfigParams): string {
     module: ejabberd_c2s
     starttls: true
 ${extra}`;
+  const http = (addr: HostPort, extra: string): string => `  -
+    ip: ${y(addr.host)}
+    port: ${addr.port}
+    module: ejabberd_http
+${extra}    request_handlers:
+      /xmpp-websocket: ejabberd_http_ws
+`;
+  const websocket =
+    o.websocket === undefined
+      ? ""
+      : `  # XMPP over WebSocket (ejabberd_http_ws), plain ws:// on loopback.\n${http(o.websocket.internal, o.modern ? "    allow_unencrypted_sasl2: true\n" : "")}${http(o.websocket.external, "")}`;
   const fail2banOptions = [
     ...(o.maxAuthFailures === undefined ? [] : [`c2s_max_auth_failures: ${o.maxAuthFailures}`]),
     ...(o.fail2banExempt === undefined ? [] : ["access: xmpp_lb_trusted"]),
@@ -208,20 +262,23 @@ auth_method: internal
 auth_password_format: plain
 # TLS from the client ends at the balancer, and the balancer's stream to the
 # node is its own: channel binding cannot hold across it, so no -PLUS
-# mechanism (and ejabberd 26.03+ refuses a client's gs2 'y' flag on a TLS
-# stream unless -PLUS is disabled: a client that can bind, offered no -PLUS
-# by the balancer, sends 'y'). The balancer does not speak X-OAUTH2;
-# DIGEST-MD5 is obsolete (RFC 6331).
-disable_sasl_mechanisms: ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS", "X-OAUTH2", "DIGEST-MD5"]
+# mechanism unless a test asks for it. A client that can bind, offered no
+# -PLUS by the balancer, sends the gs2 flag 'y': ejabberd 24.12 (xmpp 1.9.4's
+# SCRAM) refuses it ("Invalid channel binding") on every TLS stream, -PLUS
+# disabled or not, and on a plaintext one too unless its listener has
+# allow_unencrypted_sasl2: true (only then are bindings "not available", the
+# one case where 'y' passes); 'n' always passes. The balancer does not speak
+# X-OAUTH2; DIGEST-MD5 is obsolete (RFC 6331).
+disable_sasl_mechanisms: [${o.channelBinding ? "" : `"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS", `}"X-OAUTH2", "DIGEST-MD5"]
 ${exempt}
 listen:
   # Balancer-facing: STARTTLS offered but not required, so the balancer may
-  # talk plaintext on this (trusted, internal) address.
-${listener(o.internal, "")}  # Client-facing (where see-other-host sends clients): TLS required.
-${listener(o.external, "    starttls_required: true\n")}${o.proxy === undefined ? "" : `  # Behind --backend-proxy-protocol: the first bytes are a PROXY header (v1 or v2).\n${listener(o.proxy, "    use_proxy_protocol: true\n")}`}
+  # talk plaintext on this (trusted, internal) address${o.modern ? ", SASL2 included" : ""}.
+${listener(o.internal, o.modern ? "    allow_unencrypted_sasl2: true\n" : "")}  # Client-facing (where see-other-host sends clients): TLS required.
+${listener(o.external, "    starttls_required: true\n")}${o.proxy === undefined ? "" : `  # Behind --backend-proxy-protocol: the first bytes are a PROXY header (v1 or v2).\n${listener(o.proxy, "    use_proxy_protocol: true\n")}`}${websocket}
 modules:
   mod_admin_extra: {}
-  mod_disco:
+${o.modern ? "  # XEP-0484 FAST tokens (HT-SHA-256-*), inline in SASL2.\n  mod_auth_fast: {}\n" : ""}  mod_disco:
     # The server identity's name in disco#info: how tests tell nodes apart.
     name: ${y(o.id)}
   # Bans an address after c2s_max_auth_failures failed logins, for
@@ -300,7 +357,7 @@ interface Distribution {
 }
 
 /** What starts one node: where it lives and listens (as its config has it), and how it joins Erlang distribution. */
-interface NodeParams extends Omit<ConfigParams, "maxAuthFailures" | "fail2banExempt"> {
+interface NodeParams extends Omit<ConfigParams, "maxAuthFailures" | "fail2banExempt" | "modern" | "channelBinding" | "websocket"> {
   dist: Distribution;
   readyTimeout: number;
 }
@@ -314,6 +371,7 @@ class Node implements EjabberdNode {
   readonly internal: HostPort;
   readonly external: HostPort;
   readonly proxy: HostPort | undefined;
+  websocket?: { internal: string; external: string };
   readonly logFile: string;
   readonly configFile: string;
   private readonly consoleFile: string;
@@ -508,6 +566,7 @@ export async function startEjabberdCluster(opts: EjabberdClusterOptions = {}): P
   const count = opts.count ?? 2;
   const domain = opts.domain ?? "lb.test";
   const clustered = opts.clustered ?? false;
+  if (clustered && opts.network !== undefined) throw new Error("a clustered ejabberd lives on 127.0.6.i: no `network` option");
   const dir = await mkdtemp(path.join(opts.dir ?? os.tmpdir(), "xmpp-lb-ejabberd-"));
   const keep = opts.keepDir ?? process.env.XMPP_LB_KEEP_EJABBERD === "1";
   const nodes: Node[] = [];
@@ -547,14 +606,31 @@ export async function startEjabberdCluster(opts: EjabberdClusterOptions = {}): P
       await mkdir(path.join(nodeDir, "spool"), { recursive: true });
       await mkdir(path.join(nodeDir, "logs"));
       await writeFile(path.join(nodeDir, "tls.pem"), tlsPem, { mode: 0o600 });
-      const internalHost = clustered ? `127.0.6.${i}` : `127.0.3.${i}`;
-      const externalHost = clustered ? internalHost : `127.0.4.${i}`;
+      const prefix = opts.network ?? { internal: "127.0.3", external: "127.0.4" };
+      const internalHost = clustered ? `127.0.6.${i}` : `${prefix.internal}.${i}`;
+      const externalHost = clustered ? internalHost : `${prefix.external}.${i}`;
       const internal = { host: internalHost, port: await freePort(internalHost) };
       const external = { host: externalHost, port: await freePort(externalHost) };
       const proxy = opts.proxyListener ? { host: internalHost, port: await freePort(internalHost) } : undefined;
       const dist = sharedDist ?? { port: await freePort(internalHost), cookie: randomBytes(16).toString("hex"), noEpmdPort };
       const node = new Node({ id, dir: nodeDir, domain, internal, external, proxy, dist, readyTimeout: opts.readyTimeout ?? 20000 });
-      const params = { id, dir: nodeDir, domain, internal, external, proxy, maxAuthFailures: opts.maxAuthFailures, fail2banExempt: opts.fail2banExempt };
+      const websocket = opts.websocket ? { internal: { host: internalHost, port: await freePort(internalHost) }, external: { host: externalHost, port: await freePort(externalHost) } } : undefined;
+      if (websocket !== undefined) {
+        node.websocket = { internal: `ws://${websocket.internal.host}:${websocket.internal.port}/xmpp-websocket`, external: `ws://${websocket.external.host}:${websocket.external.port}/xmpp-websocket` };
+      }
+      const params = {
+        id,
+        dir: nodeDir,
+        domain,
+        internal,
+        external,
+        proxy,
+        maxAuthFailures: opts.maxAuthFailures,
+        fail2banExempt: opts.fail2banExempt,
+        modern: opts.modern ?? false,
+        channelBinding: opts.channelBinding ?? false,
+        websocket,
+      };
       await writeFile(node.configFile, configFor(params));
       nodes.push(node);
     }
@@ -601,13 +677,15 @@ export async function startEjabberdCluster(opts: EjabberdClusterOptions = {}): P
  * `--node` values for a cluster's nodes: internal is the balancer-facing
  * listener, or with `via: "proxy"` the `use_proxy_protocol` one (then the
  * balancer must send PROXY headers: --backend-proxy-protocol, or `proxy`
- * here, which adds `proxy=<version>` to each node).
+ * here, which adds `proxy=<version>` to each node). Nodes with WebSocket
+ * (option `websocket`) get `ws=` and `ws-internal=`.
  */
 export function nodeFlags(nodes: readonly EjabberdNode[], opts: { via?: "internal" | "proxy"; proxy?: "v1" | "v2" } = {}): string[] {
   return nodes.map((n) => {
     const internal = opts.via === "proxy" ? n.proxy : n.internal;
     if (internal === undefined) throw new Error(`${n.id} has no PROXY protocol listener (proxyListener)`);
     const proxy = opts.proxy === undefined ? "" : `,proxy=${opts.proxy}`;
-    return `id=${n.id},internal=${internal.host}:${internal.port},external=${n.external.host}:${n.external.port}${proxy}`;
+    const ws = n.websocket === undefined ? "" : `,ws=${n.websocket.external},ws-internal=${n.websocket.internal}`;
+    return `id=${n.id},internal=${internal.host}:${internal.port},external=${n.external.host}:${n.external.port}${proxy}${ws}`;
   });
 }

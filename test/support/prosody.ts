@@ -1,13 +1,36 @@
-// Test fixture: N real Prosody 0.12 nodes on loopback, standing in for an XMPP
-// cluster behind the balancer. They do not really cluster: each node has its
-// own storage, and register() creates every account on every node with the
-// same password, so any node can log any user in.
+// Test fixture: N real Prosody 13 nodes (Debian's bookworm-backports package)
+// on loopback, standing in for an XMPP cluster behind the balancer. They do
+// not really cluster: each node has its own storage (accounts, and with
+// `modern` its FAST tokens), and register() creates every account on every
+// node with the same password, so any node can log any user in.
 //
 // Node i (1-based) listens for c2s on
 //   internal 127.0.1.i:<free port>  (what the balancer dials / probes)
 //   external 127.0.2.i:5222         (what see-other-host points clients at)
-// and names itself "n<i>" in disco#info (Prosody's global `name` option,
-// read by mod_disco), which is how tests learn where a client landed.
+// (other prefixes with the `network` option) and names itself "n<i>" in
+// disco#info (Prosody's global `name` option, read by mod_disco), which is how
+// tests learn where a client landed.
+//
+// Modern logins (`modern: true`) come from prosody-modules (mod_sasl2,
+// mod_sasl2_bind2, mod_sasl2_sm, mod_sasl2_fast, as of its 2025-04 snapshot in
+// bookworm-backports). What Prosody 13.0.1 does with them, read in its sources:
+// * SASL2 (<authentication xmlns='urn:xmpp:sasl:2'>) is offered wherever SASL1
+//   is (here plaintext too: c2s_require_encryption = false), with the same
+//   mechanisms less disable_sasl_mechanisms.
+// * FAST (<fast xmlns='urn:xmpp:fast:0'> inline in SASL2) is advertised only
+//   when the stream header's `from` names a user (mod_sasl2_fast's
+//   advertise-sasl-features hook takes the username from jid.node(from); no
+//   `from`, no FAST; xmpp.js 0.14 sends `from` only on TLS streams). Token
+//   mechanisms: HT-SHA-256-NONE, -UNIQ (tls-unique), -EXPR (tls-exporter),
+//   -ENDP (tls-server-end-point); each is listed only if the stream has its
+//   binding, as mod_sasl2's own SASL handler sees it: plaintext gets -NONE,
+//   TLS 1.2 -NONE and -UNIQ, TLS 1.3 -NONE and -EXPR, and -ENDP never (that
+//   handler has no tls-server-end-point, tls_server_end_point_hash or not).
+//   A token is stored per account under sha256(the <user-agent id>): a token
+//   login must send the same user-agent id as the login that asked for it
+//   (and the token is bound to the mechanism it was asked for). Tokens live
+//   21 days (sasl2_fast_token_ttl) and are replaced after a day's use.
+// * Prosody 13 also offers OAUTHBEARER (SASL1 and SASL2) by default.
 
 import { hookExit, tracked, liveDirs } from "./children.js";
 import { freePort } from "./wait.js";
@@ -75,6 +98,53 @@ export interface ProsodyClusterOptions {
   websocket?: boolean;
   /** Per-node readiness timeout in ms (default 15000). */
   readyTimeout?: number;
+  /**
+   * Address prefixes: node i listens on `${internal}.i` and `${external}.i`
+   * (default 127.0.1 and 127.0.2), so a test's cluster can stay clear of others'.
+   */
+  network?: { internal: string; external: string };
+  /**
+   * Modern logins: XEP-0388 SASL2, XEP-0386 Bind2 (with XEP-0198 enable and
+   * carbons inline), XEP-0198 resume inline in SASL2, and XEP-0484 FAST tokens
+   * (see the header comment for when FAST is advertised).
+   */
+  modern?: boolean;
+  /**
+   * Offer SCRAM-*-PLUS (channel binding) on TLS streams; by default they are
+   * disabled, since TLS ending at the balancer cannot bind end to end.
+   * Prosody 13 offers -PLUS only on encrypted c2s streams, in SASL1 and SASL2,
+   * and only where tls-unique (TLS 1.2) or tls-exporter (TLS 1.3) is there
+   * (LuaSec 1.2 gives both); tls-server-end-point, with
+   * tlsServerEndPointHash, is accepted in a client's gs2 header
+   * (`p=tls-server-end-point`) but never on its own gets -PLUS listed. It
+   * works over SASL2 too: mod_sasl2 builds the offer with a handler of its
+   * own, but authenticates with mod_saslauth's (which replaces it on the
+   * session), and that one has it. The XEP-0440 <sasl-channel-binding/>
+   * stream feature (mod_saslauth's) lists the types. A client's gs2 `y` flag
+   * ("I can bind, you offered no -PLUS") is refused (malformed-request) on
+   * every TLS stream, since bindings exist there whether -PLUS is disabled
+   * or not (on plaintext it passes); `n` always passes.
+   */
+  channelBinding?: boolean;
+  /**
+   * Prosody's `tls_server_end_point_hash`: the hex hash (RFC 5929: SHA-256 for
+   * a SHA-1/SHA-256 signed certificate) of the DER certificate the node's TLS
+   * serves (scram-plus.ts's tlsServerEndPoint() computes it), which Prosody
+   * then uses as the tls-server-end-point binding; without it there is none.
+   * "auto" (read the certificate) is broken in 13.0.1: the first TLS stream
+   * clears the option (mod_saslauth sets the module-wide variable to nil), so
+   * later streams get no tls-server-end-point: pass hex.
+   */
+  tlsServerEndPointHash?: string;
+  /**
+   * The SCRAM hash internal_hashed stores (Prosody's `password_hash`), and so
+   * the one SCRAM family offered: "SHA-1" (Prosody's default: SCRAM-SHA-1 and
+   * -PLUS) or "SHA-256" (SCRAM-SHA-256 and -PLUS only; @xmpp/client, which
+   * has no SCRAM-SHA-256, then uses PLAIN).
+   */
+  passwordHash?: "SHA-1" | "SHA-256";
+  /** The certificate and key files the nodes present (default: examples/tls/server.pem, the one test balancers serve). */
+  certificate?: { cert: string; key: string };
 }
 
 const PROSODY = process.env.PROSODY_BIN ?? "/usr/bin/prosody";
@@ -86,10 +156,13 @@ const execFileP = promisify(execFile);
 
 const lua = (s: string): string => `"${s.replace(/[\\"]/g, "\\$&").replace(/\n/g, "\\n")}"`;
 
+const BASE_MODULES = ["disco", "roster", "saslauth", "tls", "ping", "smacks", "version", "posix"];
+/** prosody-modules' SASL2 family (in /usr/lib/prosody/modules/mod_<name>/), and carbons (core) for Bind2's inline features. */
+const MODERN_MODULES = ["sasl2", "sasl2_bind2", "sasl2_sm", "sasl2_fast", "carbons"];
+
 /** mod_websocket over plain HTTP on both addresses; the balancer (or a test) stands where TLS would end. */
 function websocketConfig(o: { internal: HostPort; external: HostPort }, httpPort: number): string {
   return `
-modules_enabled = { "disco", "roster", "saslauth", "tls", "ping", "smacks", "version", "posix", "websocket" }
 http_ports = { ${httpPort} }
 http_interfaces = { ${lua(o.internal.host)}, ${lua(o.external.host)} }
 https_ports = { }
@@ -98,8 +171,23 @@ consider_websocket_secure = true
 `;
 }
 
-function configFor(o: { id: string; dir: string; domain: string; internal: HostPort; external: HostPort; extra: string }): string {
+interface ConfigParams {
+  id: string;
+  dir: string;
+  domain: string;
+  internal: HostPort;
+  external: HostPort;
+  extra: string;
+  modules: string[];
+  channelBinding: boolean;
+  tlsServerEndPointHash: string | undefined;
+  passwordHash: "SHA-1" | "SHA-256" | undefined;
+  certificate: { cert: string; key: string };
+}
+
+function configFor(o: ConfigParams): string {
   const p = (f: string): string => lua(path.join(o.dir, f));
+  const disabledMechanisms = o.channelBinding ? ["DIGEST-MD5"] : ["DIGEST-MD5", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"];
   return `-- generated by test/support/prosody.ts
 -- Prosody refuses to run as root (mod_posix) unless told so; prosodyctl would
 -- otherwise also try to setuid to the 'prosody' user.
@@ -116,7 +204,7 @@ umask = "022"
 
 name = ${lua(o.id)} -- mod_disco's server identity name: how tests tell nodes apart
 
-modules_enabled = { "disco", "roster", "saslauth", "tls", "ping", "smacks", "version", "posix" }
+modules_enabled = { ${o.modules.map(lua).join(", ")} }
 -- No s2s (autoloaded otherwise), no offline storage; limits/http/bosh/websocket/admin_socket are not enabled.
 modules_disabled = { "s2s", "s2s_auth_certs", "offline" }
 
@@ -130,17 +218,18 @@ legacy_ssl_ports = { }
 -- The balancer talks to nodes in plaintext on a trusted network by default.
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
--- Prosody 0.12 has no switch for channel binding: SCRAM-SHA-1-PLUS is offered
--- over TLS 1.2 (tls-unique); it cannot survive a TLS-terminating balancer.
-disable_sasl_mechanisms = { "DIGEST-MD5", "SCRAM-SHA-1-PLUS" }
+-- Prosody has no switch for channel binding: SCRAM-*-PLUS is offered over TLS
+-- (tls-unique on TLS 1.2, tls-exporter on 1.3); it cannot survive a
+-- TLS-terminating balancer, so it is disabled unless a test asks for it.
+disable_sasl_mechanisms = { ${disabledMechanisms.map(lua).join(", ")} }
 authentication = "internal_hashed"
--- SCRAM's minimum (RFC 5802; Prosody refuses less). The default 10000 costs
+${o.passwordHash === undefined ? "" : `password_hash = ${lua(o.passwordHash)}\n`}${o.tlsServerEndPointHash === undefined ? "" : `tls_server_end_point_hash = ${lua(o.tlsServerEndPointHash)}\n`}-- SCRAM's minimum (RFC 5802; Prosody refuses less). The default 10000 costs
 -- @xmpp/client ~1.3 s per login (PBKDF2 through WebCrypto, one call per round).
 default_iteration_count = 4096
 ${o.extra}
 
 VirtualHost ${lua(o.domain)}
-  ssl = { certificate = ${lua(path.join(TLS_DIR, "server.pem"))}; key = ${lua(path.join(TLS_DIR, "server.key"))} }
+  ssl = { certificate = ${lua(o.certificate.cert)}; key = ${lua(o.certificate.key)} }
 `;
 }
 
@@ -285,17 +374,32 @@ export async function startProsodyCluster(opts: ProsodyClusterOptions = {}): Pro
       const nodeDir = path.join(dir, id);
       await mkdir(path.join(nodeDir, "data"), { recursive: true });
       await mkdir(path.join(nodeDir, "certs"));
-      const internal = { host: `127.0.1.${i}`, port: await freePort(`127.0.1.${i}`) };
+      const prefix = opts.network ?? { internal: "127.0.1", external: "127.0.2" };
+      const internal = { host: `${prefix.internal}.${i}`, port: await freePort(`${prefix.internal}.${i}`) };
       const externalPort = opts.externalPort ?? EXTERNAL_PORT;
-      const external = { host: `127.0.2.${i}`, port: externalPort || (await freePort(`127.0.2.${i}`)) };
+      const external = { host: `${prefix.external}.${i}`, port: externalPort || (await freePort(`${prefix.external}.${i}`)) };
       const node = new Node(id, nodeDir, domain, internal, external, opts.readyTimeout ?? 15000);
       let extra = opts.extraConfig ?? "";
+      const modules = [...BASE_MODULES, ...(opts.websocket ? ["websocket"] : []), ...(opts.modern ? MODERN_MODULES : [])];
       if (opts.websocket) {
         const httpPort = await freePort(internal.host);
         extra = websocketConfig({ internal, external }, httpPort) + extra;
         node.websocket = { internal: `ws://${internal.host}:${httpPort}/xmpp-websocket`, external: `ws://${external.host}:${httpPort}/xmpp-websocket` };
       }
-      await writeFile(node.configFile, configFor({ id, dir: nodeDir, domain, internal, external, extra }));
+      const config = configFor({
+        id,
+        dir: nodeDir,
+        domain,
+        internal,
+        external,
+        extra,
+        modules,
+        channelBinding: opts.channelBinding ?? false,
+        tlsServerEndPointHash: opts.tlsServerEndPointHash,
+        passwordHash: opts.passwordHash,
+        certificate: opts.certificate ?? { cert: path.join(TLS_DIR, "server.pem"), key: path.join(TLS_DIR, "server.key") },
+      });
+      await writeFile(node.configFile, config);
       nodes.push(node);
     }
     await Promise.all(nodes.map((n) => n.start()));

@@ -67,6 +67,26 @@ export class RawXmpp {
     return this.text;
   }
 
+  /**
+   * Resolves with `pattern`'s match in what arrived after offset `from` of
+   * `received` (e.g. its length before a request: only the answer counts);
+   * rejects on timeout or close.
+   */
+  async match(pattern: RegExp, from = 0, timeoutMs = 5000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = pattern.exec(this.text.slice(from));
+      if (m !== null) return m;
+      if (this.socket.destroyed) throw new Error(`closed before ${pattern}; got: ${this.text}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${pattern}; got: ${this.text}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => (clearTimeout(t), resolve()));
+      });
+    }
+  }
+
   /** Half-closes: sends a FIN, keeps reading. */
   end(): void {
     this.socket.end();
