@@ -123,7 +123,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const { nodes } = membership;
   const discovery = await startDiscovery(config, { membership, nodes, metrics, log: log.child({ component: "discovery" }) });
   const router = new Router(store, strategyByName(config.strategy), nodes, { zone: config.zone, storeTimeoutMs: config.storeTimeoutMs, metrics });
-  const offeredLogins = new OfferedLogins(config.saslMechanisms, { mode: config.channelBinding, backendTls: config.backendTls }, log);
+  const offeredLogins = new OfferedLogins(config.saslMechanisms, config.channelBinding, log);
   const dialOptions = { tls: config.backendTls ? ("always" as const) : ("when-required" as const), ca: backendCa, timeoutMs: config.dialTimeoutMs, maxHeaderBytes: config.maxHeaderBytes };
   const probePlan: NodeProbePlan = {
     dial: { ...dialOptions, timeoutMs: config.healthTimeoutMs },

@@ -34,7 +34,12 @@ interface DomainLogins {
   mechanisms: readonly Mechanism[];
   /** -PLUS twins of `mechanisms` that every node offers with tls-server-end-point. */
   plus: readonly string[];
-  /** Whether any node offers -PLUS at all (so refuses a client's gs2 `y` as a downgrade). */
+  /**
+   * Whether any node can bind on the balancer's stream: it offers -PLUS or
+   * lists binding types (XEP-0440). Such a node refuses a client's gs2 `y`
+   * ("I can bind, you offered nothing") as a downgrade, whether its -PLUS
+   * mechanisms are disabled or not (Prosody 13, ejabberd 24.12).
+   */
   nodesBind: boolean;
   sasl2: { mechanisms: readonly Mechanism[]; plus: readonly string[]; inline: Element | undefined } | null;
   /** The certificates the nodes present (undefined: a node without TLS). */
@@ -63,7 +68,7 @@ export class OfferedLogins {
 
   constructor(
     private readonly configured: readonly Mechanism[],
-    private readonly binding: { mode: ChannelBindingMode; backendTls: boolean },
+    private readonly bindingMode: ChannelBindingMode,
     private readonly log: Logger,
   ) {}
 
@@ -83,16 +88,15 @@ export class OfferedLogins {
 
   /** Whether tls-server-end-point holds for this client: the nodes bind to the certificate it got. */
   private bindingHolds(domain: string, known: DomainLogins, tls: ClientTls): boolean {
-    const { mode, backendTls } = this.binding;
+    const mode = this.bindingMode;
     if (mode === "none") return this.refuseBinding(domain, "--channel-binding none");
     if (known.plus.length === 0) {
-      return this.refuseBinding(domain, "the nodes bind only to their TLS session (tls-exporter, tls-unique), never to the certificate: give them the balancer's certificate hash (Prosody: tls_server_end_point_hash), or disable -PLUS on the nodes");
+      return this.refuseBinding(domain, "the nodes offer no -PLUS with tls-server-end-point (only their TLS session's bindings, or -PLUS disabled): enable -PLUS on the nodes and bind it to the balancer's certificate (the same certificate, or Prosody's tls_server_end_point_hash), or reach them without --backend-tls");
     }
     // Asserted: the operator told the nodes which certificate to bind to (Prosody's tls_server_end_point_hash).
     if (mode === "tls-server-end-point") return true;
-    if (!backendTls) return this.refuseBinding(domain, "the balancer reaches the nodes without TLS: use --backend-tls, or disable -PLUS on the nodes");
     if (tls.certificate === undefined || known.certificates.size !== 1 || !known.certificates.has(tls.certificate)) {
-      return this.refuseBinding(domain, "the nodes do not present the certificate the client got: serve the balancer's certificate on the nodes, or set the nodes' tls-server-end-point hash to it and use --channel-binding tls-server-end-point, or disable -PLUS on the nodes");
+      return this.refuseBinding(domain, "the nodes do not present the certificate the client got: serve the balancer's certificate on the nodes, or tell them its hash (Prosody's tls_server_end_point_hash) and use --channel-binding tls-server-end-point");
     }
     return true;
   }
@@ -139,7 +143,7 @@ export class OfferedLogins {
     this.domains.set(domain, {
       mechanisms: common,
       plus: plusOfAll(common, (n) => n.mechanisms),
-      nodesBind: nodes.some((n) => n.mechanisms.some((m) => m.endsWith("-PLUS")) || (n.sasl2?.mechanisms ?? []).some((m) => m.endsWith("-PLUS"))),
+      nodesBind: nodes.some((n) => n.channelBindings.length > 0 || n.mechanisms.some((m) => m.endsWith("-PLUS")) || (n.sasl2?.mechanisms ?? []).some((m) => m.endsWith("-PLUS"))),
       sasl2: sasl2Nodes === null || sasl2Mechanisms.length === 0 ? null : { mechanisms: sasl2Mechanisms, plus: plusOfAll(sasl2Mechanisms, (n) => n.sasl2!.mechanisms), inline: commonInline(sasl2Nodes.map((s) => s.inline)) },
       certificates: new Set(nodes.map((n) => n.certificate)),
     });

@@ -58,6 +58,8 @@ describe("bad input (the README's table)", () => {
     { row: "a huge header", input: header(`to='lb.test' version='1.0' junk='${"x".repeat(2000)}'`), answer: "policy-violation" },
     { row: "an element inside <starttls>", input: `${STREAM_OPEN}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><x/></starttls>`, answer: "policy-violation" },
     { row: "an element inside <auth>", input: `<auth xmlns='${SASL}' mechanism='PLAIN'><x/></auth>`, secure: true, answer: "policy-violation" },
+    { row: "an <authenticate> nested too deep", input: `<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><a><b><c><d/></c></b></a></authenticate>`, secure: true, answer: "policy-violation" },
+    { row: "an <authenticate> with too many elements", input: `<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>${"<x/>".repeat(65)}</authenticate>`, secure: true, answer: "policy-violation" },
     { row: "a tag longer than 16 KiB", input: `<auth xmlns='${SASL}' mechanism='PLAIN' junk='${"y".repeat(17 * 1024)}'/>`, secure: true, answer: "policy-violation" },
     {
       row: "three refused SASL attempts",

@@ -82,3 +82,19 @@ describe("SASL payload decoding", () => {
     assert.equal(identity("ANONYMOUS", "trace"), null);
   });
 });
+
+describe("FAST token identity (XEP-0484)", () => {
+  const token = (user: string): Buffer => Buffer.concat([Buffer.from(`${user}\0`), Buffer.from([0, 0xff, 0xfe, 1])]);
+  it("takes the user name before the NUL, whatever bytes the HMAC has", () => {
+    assert.equal(saslIdentity("HT-SHA-256-NONE", token("Dave"), "lb.test"), "dave@lb.test");
+    assert.equal(saslIdentity("HT-SHA3-256-ENDP", token("erin@lb.test"), "lb.test"), "erin@lb.test");
+  });
+  it("refuses a response without a user name", () => {
+    malformed(() => saslIdentity("HT-SHA-256-NONE", Buffer.from("\0abc"), "lb.test"));
+    malformed(() => saslIdentity("HT-SHA-256-NONE", Buffer.from("nonul"), "lb.test"));
+  });
+  it("reads SCRAM -PLUS as SCRAM, and refuses a mechanism it does not know", () => {
+    assert.equal(identity("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=frank,r=abc"), "frank@lb.test");
+    assert.throws(() => identity("HT-MD5-NONE", "x\0y"), (err: unknown) => err instanceof SaslError && err.condition === "invalid-mechanism");
+  });
+});

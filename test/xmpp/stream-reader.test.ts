@@ -56,6 +56,24 @@ describe("StreamReader", () => {
     assert.equal(events.length, 2);
   });
 
+  it("lets a SASL2 <authenticate/> alone have children, within a small depth and count", () => {
+    const reader = fresh();
+    readAll(reader, HEADER);
+    const sasl2 = "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGE+AGI=</initial-response><user-agent id='x'><software>t</software></user-agent><bind xmlns='urn:xmpp:bind:0'><enable xmlns='urn:xmpp:carbons:2'/></bind></authenticate>";
+    const [event] = readAll(reader, sasl2);
+    assert.ok(event?.kind === "element");
+    assert.equal(event.element.getChild("bind", "urn:xmpp:bind:0")?.getChildren("enable").length, 1);
+    condition(() => readAll(fresh(), `${HEADER}<authenticate xmlns='urn:xmpp:sasl:2'><a><b><c><d>`), "policy-violation");
+    condition(() => readAll(fresh(), `${HEADER}<authenticate xmlns='urn:xmpp:sasl:2'>${"<a/>".repeat(65)}`), "policy-violation");
+    // Only SASL2's: an element of that name in another namespace, or a SASL1 <auth/>, has none.
+    condition(() => readAll(fresh(), `${HEADER}<authenticate xmlns='urn:example'><a/>`), "policy-violation");
+    condition(() => readAll(fresh(), `${HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><a/>`), "policy-violation");
+    // The count is per <authenticate/>: a second one starts afresh.
+    const twice = fresh();
+    readAll(twice, HEADER);
+    for (let i = 0; i < 2; i++) assert.equal(readAll(twice, `<authenticate xmlns='urn:xmpp:sasl:2'>${"<a/>".repeat(40)}</authenticate>`).length, 1);
+  });
+
   it("reads input dripped a byte at a time in linear time", () => {
     // 60,000 one-byte chunks of one text node: a quadratic reader copies ~1.8 GB here.
     const reader = fresh({ ...LIMITS, maxTagBytes: 100_000 });
