@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { xml, type Client } from "@xmpp/client";
 import { login, nodeOf } from "../../test/support/clients.js";
 import { nodeFlags, startProsodyCluster } from "../../test/support/prosody.js";
+import { modernLogin, tokenLogin } from "../../test/support/modern-client.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DOMAIN = "localhost";
@@ -24,7 +25,8 @@ const keep = process.argv.includes("--keep");
 const say = (line: string): void => void process.stdout.write(`\n== ${line}\n`);
 
 say("starting two Prosody nodes (internal 127.0.1.N, external 127.0.2.N:5222)");
-const cluster = await startProsodyCluster({ count: 2, domain: DOMAIN, users: [[USER, PASSWORD]] });
+// Modern logins (SASL2, Bind2, FAST tokens) from prosody-modules; each node keeps its own tokens.
+const cluster = await startProsodyCluster({ count: 2, domain: DOMAIN, users: [[USER, PASSWORD]], modern: true });
 for (const n of cluster.nodes) console.log(`   ${n.id}: internal ${n.internal.host}:${n.internal.port}, external ${n.external.host}:${n.external.port}`);
 
 const args = [
@@ -43,10 +45,10 @@ let admin = 0;
 // The balancer logs JSON lines; the tour reads the bound ports from them and echoes each decision.
 const lines = createInterface({ input: balancer.stdout! });
 lines.on("line", (line) => {
-  const entry = JSON.parse(line) as { msg: string; address?: { port: number }; jid?: string; node?: string; to?: string; internal?: string };
+  const entry = JSON.parse(line) as { msg: string; address?: { port: number }; jid?: string; node?: string; to?: string; via?: string };
   if (entry.msg === "listening") ports.push(entry.address!.port);
   else if (entry.msg.startsWith("admin endpoint")) admin = entry.address!.port;
-  else if (entry.msg === "forwarded") console.log(`   [xmpp-lb] forwarded ${entry.jid} to ${entry.node} at ${entry.internal}`);
+  else if (entry.msg === "forwarded") console.log(`   [xmpp-lb] forwarded ${entry.jid} to ${entry.node} (chosen by ${entry.via})`);
   else if (entry.msg === "redirected") console.log(`   [xmpp-lb] redirected ${entry.jid} to ${entry.node} at ${entry.to}`);
 });
 balancer.once("exit", (code) => code !== 0 && code !== null && console.error(`the balancer exited (${code})`));
@@ -58,9 +60,15 @@ console.log(`   forward listener 127.0.0.1:${ports[0]}, redirect listener 127.0.
 
 const connect = (port: number, announceJid: boolean): Promise<Client> => login({ port, domain: DOMAIN, username: USER, password: PASSWORD, announceJid });
 
-say("logging alice in through the forward listener");
-const forwarded = await connect(ports[0]!, false);
-console.log(`   bound ${forwarded.jid} on node ${await nodeOf(forwarded)}, connected to ${forwarded.socket?.socket?.remoteAddress}:${forwarded.socket?.socket?.remotePort} (the balancer)`);
+say("logging alice in through the forward listener: SASL2 with Bind2, asking for a FAST token");
+const first = await modernLogin({ service: `xmpp://127.0.0.1:${ports[0]}`, domain: DOMAIN, username: USER, password: PASSWORD });
+const tokenNode = await nodeOf(first.client);
+console.log(`   offered SASL2 ${first.report.offered.sasl2?.join(" ")}, FAST ${first.report.offered.fast?.join(" ")}; bound ${first.jid} on node ${tokenNode}; token until ${first.token?.expiry}`);
+await first.client.stop();
+
+say("logging alice in again with only that token (no password), through the balancer");
+const forwarded = (await tokenLogin({ service: `xmpp://127.0.0.1:${ports[0]}`, domain: DOMAIN, username: USER, password: "not the password", token: first.token!, userAgentId: first.userAgentId })).client;
+console.log(`   bound ${forwarded.jid} on node ${await nodeOf(forwarded)} (the token's node: ${tokenNode}), connected to ${forwarded.socket?.socket?.remoteAddress}:${forwarded.socket?.socket?.remotePort} (the balancer)`);
 
 say("logging alice in again through the redirect listener");
 const redirected = await connect(ports[1]!, true);
