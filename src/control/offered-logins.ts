@@ -129,6 +129,11 @@ export class OfferedLogins {
   private recompute(domain: string, nodeId: string, nodeOffers: readonly string[]): void {
     const nodes = [...(this.learnt.get(domain)?.values() ?? [])].map((n) => n.features);
     const before = this.forDomain(domain);
+    if (nodes.length === 0) {
+      // Every node that served it has left: nothing is known, so SASL1 with the configured list (as before any probe).
+      this.domains.delete(domain);
+      return;
+    }
     const common = this.configured.filter((m) => nodes.every((n) => n.mechanisms.includes(m)));
     if (common.length === 0) {
       this.log.warn({ domain, node: nodeId, nodeOffers, configured: this.configured }, "no SASL mechanism of --sasl-mechanisms is offered for this domain by every node; offering the configured list");

@@ -21,7 +21,7 @@ export class NodeAdvice {
         ? (authentication?.getChild("inline")?.getChild("fast", NS_FAST)?.getChildren("mechanism").map((m) => m.getText().trim()) ?? [])
         : (authentication?.getChildren("mechanism").map((m) => m.getText().trim()) ?? []);
     if (!offered.includes(mechanism)) {
-      log.warn({ node: nodeId, mechanism, sasl2: login.sasl2 === true, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms and the node's modules");
+      this.once(`mechanism ${mechanism}`, nodeId, log, { mechanism, sasl2: login.sasl2 === true, offered }, "the node does not offer the client's SASL mechanism; check --sasl-mechanisms and the node's modules");
     }
   }
 

@@ -79,5 +79,8 @@ describe("OfferedLogins", () => {
     assert.equal(logins.offer("lb.test", { certificate: "AA" }).sasl2, null, "a node without SASL2 (Prosody 0.12): SASL1 only");
     logins.forget("n3");
     assert.notEqual(logins.offer("lb.test", { certificate: "AA" }).sasl2, null);
+    logins.forget("n1");
+    logins.forget("n2");
+    assert.deepEqual(logins.offer("lb.test", { certificate: "AA" }), { mechanisms: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], channelBinding: false, sasl2: null }, "every node gone: nothing is known, no SASL2");
   });
 });

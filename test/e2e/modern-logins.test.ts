@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, randomUUID } from "node:crypto";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -143,6 +143,23 @@ describe("modern logins through the balancer (Prosody 13)", () => {
     const again = keep(await tokenLogin({ service, username: "grace", password: "wrong", token: s.token!, userAgentId: s.userAgentId }));
     assert.deepEqual(again.report.attempts.map((a) => a.mechanism), ["HT-SHA-256-NONE"]);
     assert.equal(await nodeOf(again.client), tokenNode);
+  });
+
+  it("redirect mode: a SASL2 <authenticate/> is enough to send the client to its node, where it logs in over SASL2", async () => {
+    const lb = await balancer({ listen: "127.0.0.1:0", mode: "redirect" });
+    const raw = await RawXmpp.connect(lb.port);
+    await raw.secureStream();
+    assert.match(raw.received, /<authentication xmlns='urn:xmpp:sasl:2'>/);
+    raw.send(`<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>${Buffer.from(`\0judy\0${PASSWORD}`).toString("base64")}</initial-response><user-agent id='${randomUUID()}'/></authenticate>`);
+    const [, host, port] = await raw.match(/<see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>([\d.]+):(\d+)<\/see-other-host>/);
+    const node = cluster.nodes.find((n) => n.external.host === host && n.external.port === Number(port));
+    assert.ok(node !== undefined, `redirected to a node's external address: ${host}:${port}`);
+    raw.destroy();
+    // xmpp.js follows see-other-host, but its SASL2 exchange with the balancer stays subscribed and answers the
+    // node's challenge too (a second, stale <response/>): so a fresh client goes where the redirect said.
+    const s = keep(await modernLogin({ service: `xmpp://${host}:${port}`, username: "judy", password: PASSWORD }));
+    assert.equal(await nodeOf(s.client), node.id);
+    assert.equal(s.report.attempts.at(-1)!.profile, "sasl2");
   });
 
   it("tcp, phase open without --backend-tls: no <starttls/> is relayed to a client already on TLS, and no -PLUS", async () => {
