@@ -148,7 +148,7 @@ export async function createBalancer(config: BalancerConfig, deps: BalancerDeps 
   const redirectMemory = new RedirectMemory(config.redirectLoopWindowMs);
   const { admission, authFailures } = deps.limits ?? ownLimits(config, metrics);
   const verdicts = new LoginVerdicts(metrics, authFailures);
-  const handoff = new Handoff(router, nodes, metrics, { dialTimeoutMs: config.dialTimeoutMs, redirects: redirectMemory, verdicts, trafficLimit: config.trafficLimit, channelBinding: config.channelBinding });
+  const handoff = new Handoff(router, nodes, metrics, { dialTimeoutMs: config.dialTimeoutMs, redirects: redirectMemory, verdicts, trafficLimit: config.trafficLimit, channelBinding: config.channelBinding, speaksSasl2: (nodeId, domain) => offeredLogins.speaksSasl2(nodeId, domain) });
 
   const domains = new Set(config.domains);
   const stopNodeMetrics = followNodeMetrics(nodes, config.domains, metrics);

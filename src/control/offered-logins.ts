@@ -121,6 +121,11 @@ export class OfferedLogins {
     this.recompute(domain, nodeId, features.mechanisms);
   }
 
+  /** Whether `nodeId` showed SASL2 on a stream to `domain` (false too before its first probe). */
+  speaksSasl2(nodeId: string, domain: string): boolean {
+    return (this.learnt.get(domain)?.get(nodeId)?.features.sasl2 ?? null) !== null;
+  }
+
   /** A node left the cluster: what it offered no longer narrows anything. */
   forget(nodeId: string): void {
     for (const [domain, byNode] of this.learnt) if (byNode.delete(nodeId)) this.recompute(domain, nodeId, []);

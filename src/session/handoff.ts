@@ -50,6 +50,8 @@ export interface HandoffOptions {
   trafficLimit?: TrafficLimit;
   /** `--channel-binding`: phase open passes on the node's channel binding only where it holds. */
   channelBinding: ChannelBindingMode;
+  /** Whether a node showed SASL2 on a domain's stream: a SASL2 login goes only to such a node. */
+  speaksSasl2: (nodeId: string, domain: string) => boolean;
 }
 
 /** Phase open cannot tell a token login from a password one: the token's node is preferred for both (either logs in there). */
@@ -115,7 +117,11 @@ export class Handoff {
   /** Dials the node the router names (see dialChosenNode for retries), then starts the login there. */
   async forward(link: ClientLink, login: Login): Promise<HandoffResult> {
     const stream = login.pendingOpen === undefined ? { from: login.jid ?? undefined } : null;
-    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, routeRequest(login), link.nodeDial(login.domain, stream), {
+    const dial = link.nodeDial(login.domain, stream);
+    // SASL2 was offered from what the probed nodes show: one not probed yet (or without SASL2) cannot take this login.
+    const speaks = this.options.speaksSasl2;
+    const transport = login.sasl2 !== true ? dial : { ...dial, unusable: (node: NodeView) => dial.unusable(node) ?? (speaks(node.id, login.domain) ? null : "the node has not shown SASL2 on this domain (not probed yet, or without it): this SASL2 login goes to another node") };
+    const chosen = await dialChosenNode(this.router, this.nodes, this.metrics, routeRequest(login), transport, {
       timeoutMs: this.options.dialTimeoutMs,
       signal: link.leftSignal,
       log: link.log,

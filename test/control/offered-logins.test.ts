@@ -75,7 +75,10 @@ describe("OfferedLogins", () => {
     const offer = logins.offer("lb.test", { certificate: "AA" });
     assert.deepEqual(offer.sasl2?.mechanisms, ["PLAIN", "SCRAM-SHA-1"], "-PLUS only where every node has it in that list");
     assert.doesNotMatch(offer.sasl2!.inline!.toString(), /<sm/, "SM inline is not on every node");
+    assert.equal(logins.speaksSasl2("n2", "lb.test"), true);
+    assert.equal(logins.speaksSasl2("n9", "lb.test"), false, "a node not probed yet takes no SASL2 login");
     logins.learn("n3", "lb.test", binding("AA", { sasl2: null }));
+    assert.equal(logins.speaksSasl2("n3", "lb.test"), false);
     assert.equal(logins.offer("lb.test", { certificate: "AA" }).sasl2, null, "a node without SASL2 (Prosody 0.12): SASL1 only");
     logins.forget("n3");
     assert.notEqual(logins.offer("lb.test", { certificate: "AA" }).sasl2, null);
