@@ -152,7 +152,16 @@ export class Handoff {
     if (login.mechanism !== undefined) return { outcome: "authenticating", node, attempt: new ForwardedLogin(decision, leg, login.sasl2 === true), held };
     for (const chunk of held.chunks) leg.send(chunk);
     const bindingHolds = this.bindingHolds(link, leg);
+    // Nobody reads the client while the node's features are awaited, so its leaving may go unseen: a node that does
+    // not answer within the dial timeout is given up, and both sides go.
+    const deadline = setTimeout(() => {
+      link.log.warn({ node: node.id }, "the node sent no features within --dial-timeout");
+      leg.destroy();
+      giveBack(decision);
+      link.destroy();
+    }, this.options.dialTimeoutMs);
     passHoldingFeatures(leg, { secure: link.secure, bindingHolds }, (data) => link.send(data), (closed, changed) => {
+      clearTimeout(deadline);
       if (changed) this.advice.featuresFiltered(node.id, bindingHolds, link.log);
       if (closed) {
         link.log.info({ node: node.id }, "the node closed the connection before its features");

@@ -88,6 +88,27 @@ describe("a client that leaves", () => {
     assert.ok((await count(lb, "abandoned")) >= 1);
   });
 
+  it("in phase open, gives up a node that sends no features within --dial-timeout: the client that left takes nothing with it", async () => {
+    const silent = await slowNode(60_000);
+    const open = await startBalancer({ node: [`id=silent,internal=127.0.0.1:${silent.port}`], phase: "open", healthInterval: 600, loginTimeout: 30, dialTimeout: 1 });
+    try {
+      const c = await RawXmpp.connect(open.port);
+      c.send(STREAM_OPEN);
+      await c.until(/<\/stream:features>/);
+      await c.starttls();
+      c.send(STREAM_OPEN.replace("to='lb.test'", "to='lb.test' from='alice@lb.test'"));
+      await sleep(150); // the node has the client's opening, and never answers
+      c.destroy();
+      await sleep(1500);
+      const dialed = silent.sides.filter((s) => s.received.includes("alice@lb.test"));
+      assert.equal(dialed.length, 1);
+      assert.equal(dialed[0]!.closed, true, "the node's connection is closed");
+    } finally {
+      await open.close();
+      await silent.close();
+    }
+  });
+
   it("after the stream header is closed at once, not at the login timeout", async () => {
     const c = await RawXmpp.connect(lb.port);
     c.send(STREAM_OPEN);
