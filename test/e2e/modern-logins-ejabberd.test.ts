@@ -106,17 +106,19 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
     await cluster?.stop();
   });
 
-  /** Logs other users in until `node` holds more sessions than the other: least-conn then sends a new login elsewhere. */
-  const loadUp = async (service: string, node: string, users: string[]): Promise<void> => {
-    let here = 0;
-    let there = 0;
+  /**
+   * Nodes that take one session each (maxconn=1), and no affinity window: once
+   * the token's node is full, only the token's memory can send a login there.
+   */
+  const tokenTest = () => ({ node: nodeFlags(cluster.nodes).map((flag) => `${flag},maxconn=1`), affinityTtl: 0 });
+
+  /** Logs other users in until one holds a session on `node`, which is then full. */
+  const fill = async (service: string, node: string, users: string[]): Promise<void> => {
     for (const username of users) {
-      if (here > there) return;
       const s = keep(await modernLogin({ service, username, password: PASSWORD }));
-      if ((await nodeOf(s.client)) === node) here++;
-      else there++;
+      if ((await nodeOf(s.client)) === node) return;
     }
-    assert.ok(here > there, `could not load ${node}`);
+    assert.fail(`no login reached ${node}`);
   };
 
   it("the nodes' certfile is the certificate the balancer serves: tls-server-end-point can hold", () => {
@@ -127,7 +129,7 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
 
   for (const transport of ["tcp", "websocket"] as const) {
     it(`${transport}, phase login: SASL2 with Bind2, SM and a FAST token; the token's login reaches the token's node`, async () => {
-      const lb = await balancer({ listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], backendTls: true });
+      const lb = await balancer({ ...tokenTest(), listen: ["127.0.0.1:0", "ws://127.0.0.1:0/xmpp-websocket"], backendTls: true });
       const service = transport === "tcp" ? `xmpp://127.0.0.1:${lb.ports[0]}` : `ws://127.0.0.1:${lb.ports[1]}/xmpp-websocket`;
       const user = transport === "tcp" ? "alice" : "bob";
       const first = await modernLogin({ service, username: user, password: PASSWORD });
@@ -154,8 +156,8 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
       const tokenNode = await nodeOf(first.client);
       await first.client.stop();
 
-      // Without the balancer's memory, least-conn would now send the user to the other node, which never saw the token.
-      await loadUp(service, tokenNode, USERS.filter((u) => u !== "alice" && u !== "bob").slice(transport === "tcp" ? 0 : 7));
+      // The token's node is now full: without the balancer's memory the login would go to the other node, which never saw the token.
+      await fill(service, tokenNode, USERS.filter((u) => u !== "alice" && u !== "bob").slice(transport === "tcp" ? 0 : 7));
       const again = keep(await tokenLogin({ service, username: user, password: "not the password", token: first.token!, userAgentId: first.userAgentId }));
       assert.deepEqual(
         again.report.attempts.map((a) => [a.mechanism, a.verdict]),
@@ -176,7 +178,7 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
   }
 
   it("tcp, phase open: the node's own SASL2 and FAST pass, less what cannot hold through the balancer", async () => {
-    const lb = await balancer({ listen: "127.0.0.1:0", phase: "open", backendTls: true });
+    const lb = await balancer({ ...tokenTest(), listen: "127.0.0.1:0", phase: "open", backendTls: true });
     const service = `xmpp://127.0.0.1:${lb.port}`;
     const s = keep(await modernLogin({ service, username: "carol", password: PASSWORD }));
     const { offered } = s.report;
@@ -201,6 +203,7 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
       raw.destroy();
     }
 
+    await fill(service, tokenNode, ["ivan", "judy", "mallory", "oscar", "peggy"]);
     const again = keep(await tokenLogin({ service, username: "carol", password: "wrong", token: s.token!, userAgentId: s.userAgentId }));
     assert.deepEqual(again.report.attempts.map((a) => [a.mechanism, a.verdict]), [["HT-SHA-256-NONE", "success"]]);
     assert.equal(await nodeOf(again.client), tokenNode, "the open phase keeps the user on its node");
@@ -208,6 +211,22 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
     assert.deepEqual([endp.ok, endp.serverVerified, endp.node], [true, true, tokenNode], `HT-SHA-256-ENDP: ${endp.condition} ${endp.text}`);
     const plus = await scramLogin({ host: "127.0.0.1", port: lb.port, username: "carol", password: PASSWORD, mechanism: "SCRAM-SHA-256-PLUS", profile: "sasl2", tls: "starttls" });
     assert.deepEqual([plus.ok, plus.serverVerified], [true, true], `SCRAM-SHA-256-PLUS in phase open: ${plus.condition} ${plus.text}`);
+  });
+
+  it("websocket, phase open: the node's own SASL2, Bind2 and FAST reach the browser's client; its token login reaches the token's node", async () => {
+    const lb = await balancer({ ...tokenTest(), listen: "ws://127.0.0.1:0/xmpp-websocket", phase: "open" });
+    const service = `ws://127.0.0.1:${lb.port}/xmpp-websocket`;
+    const s = await modernLogin({ service, username: "grace", password: PASSWORD });
+    const { offered } = s.report;
+    assert.ok(offered.sasl2 !== null && offered.bind2 !== null && offered.smInline, JSON.stringify(offered));
+    assert.deepEqual(offered.fast, ["HT-SHA-256-NONE"], "the node's WebSocket stream is plaintext: nothing to bind");
+    assert.ok(s.token !== null);
+    const tokenNode = await nodeOf(s.client);
+    await s.client.stop();
+    await fill(service, tokenNode, ["trent", "victor", "walter", "heidi", "frank"]);
+    const again = keep(await tokenLogin({ service, username: "grace", password: "wrong", token: s.token!, userAgentId: s.userAgentId }));
+    assert.deepEqual(again.report.attempts.map((a) => [a.mechanism, a.verdict]), [["HT-SHA-256-NONE", "success"]]);
+    assert.equal(await nodeOf(again.client), tokenNode);
   });
 
   for (const profile of ["sasl1", "sasl2"] as const) {

@@ -145,6 +145,26 @@ describe("modern logins through the balancer (Prosody 13)", () => {
     assert.equal(await nodeOf(again.client), tokenNode);
   });
 
+  it("resumes a broken session inline in SASL2 (XEP-0198 in <authenticate/>) on the node that holds it, full or not", async () => {
+    const lb = await balancer({ node: nodeFlags(cluster.nodes).map((flag) => `${flag},maxconn=1`), listen: "127.0.0.1:0", backendTls: true });
+    const service = `xmpp://127.0.0.1:${lb.port}`;
+    const first = await modernLogin({ service, username: "oscar", password: PASSWORD });
+    assert.ok(first.sm.enabled && first.sm.id !== "", "SM enabled inline, resumable");
+    const node = await nodeOf(first.client);
+    // The connection breaks (no </stream:stream>): the node keeps the session for resumption, the directory keeps the user there.
+    (first.client as unknown as { socket: { socket: import("node:net").Socket } }).socket.socket.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    await fill(service, node, ["peggy", "ivan", "judy", "mallory"]);
+    const raw = await RawXmpp.connect(lb.port);
+    await raw.secureStream();
+    const plain = Buffer.from(`\0oscar\0${PASSWORD}`).toString("base64");
+    raw.send(`<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>${plain}</initial-response><user-agent id='${first.userAgentId}'/><resume xmlns='urn:xmpp:sm:3' previd='${first.sm.id}' h='0'/></authenticate>`);
+    const text = await raw.until(/<\/success>|<failure/);
+    assert.match(text, /<success xmlns='urn:xmpp:sasl:2'>/);
+    assert.match(text, /<resumed xmlns='urn:xmpp:sm:3'[^>]*previd='[^']+'/, "the node holding the session resumed it");
+    raw.destroy();
+  });
+
   it("redirect mode: a SASL2 <authenticate/> is enough to send the client to its node, where it logs in over SASL2", async () => {
     const lb = await balancer({ listen: "127.0.0.1:0", mode: "redirect" });
     const raw = await RawXmpp.connect(lb.port);
