@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { nodeOf } from "../support/clients.js";
 import { nodeFlags, startEjabberdCluster, type EjabberdCluster } from "../support/ejabberd.js";
-import { modernLogin, tokenLogin, type FastToken, type ModernSession } from "../support/modern-client.js";
+import { fillNode, modernLogin, tokenLogin, type FastToken, type ModernSession } from "../support/modern-client.js";
 import { DOMAIN, RawXmpp, STREAM_OPEN } from "../support/raw.js";
 import { scramLogin, tlsServerEndPoint } from "../support/scram-plus.js";
 
@@ -112,13 +112,9 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
    */
   const tokenTest = () => ({ node: nodeFlags(cluster.nodes).map((flag) => `${flag},maxconn=1`), affinityTtl: 0 });
 
-  /** Logs other users in until one holds a session on `node`, which is then full. */
+  /** Fills `node` with other users' sessions (see fillNode), kept for the end. */
   const fill = async (service: string, node: string, users: string[]): Promise<void> => {
-    for (const username of users) {
-      const s = keep(await modernLogin({ service, username, password: PASSWORD }));
-      if ((await nodeOf(s.client)) === node) return;
-    }
-    assert.fail(`no login reached ${node}`);
+    for (const s of await fillNode(service, node, users, PASSWORD)) keep(s);
   };
 
   it("the nodes' certfile is the certificate the balancer serves: tls-server-end-point can hold", () => {

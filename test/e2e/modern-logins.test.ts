@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
 import { nodeOf } from "../support/clients.js";
 import { RawXmpp, STREAM_OPEN } from "../support/raw.js";
-import { modernLogin, tokenLogin, type ModernSession } from "../support/modern-client.js";
+import { fillNode, modernLogin, tokenLogin, type ModernSession } from "../support/modern-client.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { scramLogin, tlsServerEndPoint } from "../support/scram-plus.js";
 
@@ -71,13 +71,9 @@ describe("modern logins through the balancer (Prosody 13)", () => {
    */
   const tokenTest = () => ({ node: nodeFlags(cluster.nodes).map((flag) => `${flag},maxconn=1`), affinityTtl: 0 });
 
-  /** Logs other users in until one holds a session on `node`, which is then full. */
+  /** Fills `node` with other users' sessions (see fillNode), kept for the end. */
   const fill = async (service: string, node: string, users: string[]): Promise<void> => {
-    for (const username of users) {
-      const s = keep(await modernLogin({ service, username, password: PASSWORD }));
-      if ((await nodeOf(s.client)) === node) return;
-    }
-    assert.fail(`no login reached ${node}`);
+    for (const s of await fillNode(service, node, users, PASSWORD)) keep(s);
   };
 
   for (const transport of ["tcp", "websocket"] as const) {

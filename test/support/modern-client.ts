@@ -25,6 +25,7 @@
 import { client, xml, type Client } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { randomUUID } from "node:crypto";
+import { nodeOf } from "./clients.js";
 import { DOMAIN } from "./raw.js";
 
 const NS_SASL2 = "urn:xmpp:sasl:2";
@@ -286,4 +287,21 @@ export function modernLogin(opts: ModernLoginOptions): Promise<ModernSession> {
  */
 export function tokenLogin(opts: ModernLoginOptions & { token: FastToken; userAgentId: string }): Promise<ModernSession> {
   return run(opts, opts.token);
+}
+
+/**
+ * Logs `users` in through `service`, one after another, until one holds a
+ * session on `node`; returns every session (the caller stops them). With test
+ * nodes of `maxconn=1` that node is then full: only a token's memory, or the
+ * directory, can still send a login there.
+ */
+export async function fillNode(service: string, node: string, users: readonly string[], password: string): Promise<ModernSession[]> {
+  const sessions: ModernSession[] = [];
+  for (const username of users) {
+    const s = await modernLogin({ service, username, password });
+    sessions.push(s);
+    if ((await nodeOf(s.client)) === node) return sessions;
+  }
+  await Promise.all(sessions.map((s) => s.client.stop().catch(() => {})));
+  throw new Error(`no login reached ${node}`);
 }
