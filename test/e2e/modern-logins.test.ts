@@ -3,8 +3,11 @@ import { X509Certificate, randomUUID } from "node:crypto";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { once } from "node:events";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { startBalancer, type TestBalancer } from "../support/balancer.js";
@@ -24,6 +27,37 @@ async function selfSigned(dir: string): Promise<{ cert: string; key: string }> {
   const key = path.join(dir, "node.key");
   await promisify(execFile)("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=lb.test", "-addext", "subjectAltName=DNS:lb.test", "-keyout", key, "-out", cert]);
   return { cert, key };
+}
+
+/** STARTTLS to the balancer with the given TLS options (any certificate accepted), then the features it offers on the new stream. */
+async function featuresAfterTls(port: number, options: tls.ConnectionOptions): Promise<{ keyType: "EC" | "RSA"; features: string }> {
+  const socket = net.connect(port, "127.0.0.1");
+  const read = (s: net.Socket, until: RegExp): Promise<string> =>
+    new Promise((resolve, reject) => {
+      let text = "";
+      const onData = (chunk: Buffer): void => {
+        text += chunk.toString();
+        if (!until.test(text)) return;
+        s.off("data", onData);
+        resolve(text);
+      };
+      s.on("data", onData).once("error", reject);
+    });
+  try {
+    socket.write(STREAM_OPEN);
+    await read(socket, /<\/stream:features>/);
+    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    await read(socket, /<proceed/);
+    const secure = tls.connect({ socket, servername: "lb.test", rejectUnauthorized: false, ...options });
+    await once(secure, "secureConnect");
+    const keyType = secure.getPeerX509Certificate()?.publicKey.asymmetricKeyType === "rsa" ? "RSA" : "EC";
+    secure.write(STREAM_OPEN);
+    const features = await read(secure, /<\/stream:features>/);
+    secure.destroy();
+    return { keyType, features };
+  } finally {
+    socket.destroy();
+  }
 }
 
 /**
@@ -243,6 +277,24 @@ describe("modern logins through the balancer (Prosody 13)", () => {
       assert.equal(verdict.ok, true, `${verdict.condition} ${verdict.text}`);
     } finally {
       await other.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("decides -PLUS per connection: served the ECDSA chain the nodes present, a client gets it; served the RSA chain beside it, not", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "xmpp-lb-rsa-"));
+    try {
+      const rsa = { cert: path.join(dir, "rsa.pem"), key: path.join(dir, "rsa.key") };
+      await promisify(execFile)("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", rsa.key, "-out", rsa.cert, "-days", "2", "-subj", "/CN=lb.test"]);
+      const ecdsa = new URL("../../examples/tls/", import.meta.url).pathname;
+      const lb = await balancer({ listen: "127.0.0.1:0", backendTls: true, tlsCert: [rsa.cert, `${ecdsa}server.pem`], tlsKey: [rsa.key, `${ecdsa}server.key`] });
+      const ecdsaClient = await featuresAfterTls(lb.port, { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" });
+      assert.equal(ecdsaClient.keyType, "EC");
+      assert.match(ecdsaClient.features, /<mechanism>SCRAM-SHA-1-PLUS<\/mechanism>/);
+      const rsaClient = await featuresAfterTls(lb.port, { maxVersion: "TLSv1.2", ciphers: "ECDHE-RSA-AES128-GCM-SHA256" });
+      assert.equal(rsaClient.keyType, "RSA");
+      assert.doesNotMatch(rsaClient.features, /-PLUS|sasl-channel-binding/, "the nodes present the ECDSA certificate: binding to the RSA one cannot hold");
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
