@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import type { HostPort } from "../cluster/address.js";
 import type { NodeView, ProxyVersion } from "../cluster/node.js";
 import { proxyHeader, type ProxyAddresses } from "../net/proxy-header.js";
-import { dialNode, type NodeDialOptions } from "../upstream/node-stream.js";
+import { dialNode, nodeCertificate, type NodeDialOptions } from "../upstream/node-stream.js";
 import { readNodeLoginFeatures, type NodeLoginFeatures } from "./offered-logins.js";
 import { STREAM_CLOSE_XML } from "../xmpp/nonzas.js";
 
@@ -22,11 +22,11 @@ const PROBE_USER = "xmpp-lb-probe";
  * for logins.
  */
 export async function probeNode(address: HostPort, options: NodeProbeOptions): Promise<NodeLoginFeatures | undefined> {
-  const { socket, features, certificate } = await dialNode(address, { ...options, from: `${PROBE_USER}@${options.domain}`, openStream: true });
+  const { socket, features } = await dialNode(address, { ...options, from: `${PROBE_USER}@${options.domain}`, openStream: true });
   socket.on("error", () => {}); // a reset while closing says nothing about the node's health
   socket.end(STREAM_CLOSE_XML);
   socket.destroySoon();
-  return features === undefined ? undefined : readNodeLoginFeatures(features, certificate);
+  return features === undefined ? undefined : readNodeLoginFeatures(features, nodeCertificate(socket));
 }
 
 /** A connection's own two ends, as a PROXY header's addresses. */

@@ -41,7 +41,8 @@ interface DomainLogins {
    * mechanisms are disabled or not (Prosody 13, ejabberd 24.12).
    */
   nodesBind: boolean;
-  sasl2: { mechanisms: readonly Mechanism[]; plus: readonly string[]; inline: Element | undefined } | null;
+  /** SASL2, with its inline features as they hold without and with channel binding (worked out once, not per client). */
+  sasl2: { mechanisms: readonly Mechanism[]; plus: readonly string[]; inline: Element | undefined; inlineBinding: Element | undefined } | null;
   /** The certificates the nodes present (undefined: a node without TLS). */
   certificates: ReadonlySet<string | undefined>;
 }
@@ -82,7 +83,7 @@ export class OfferedLogins {
     const known = this.domains.get(domain);
     if (known === undefined) return { mechanisms: this.configured, channelBinding: false, sasl2: null };
     const holds = known.nodesBind && tls !== undefined && this.bindingHolds(domain, known, tls);
-    const sasl2 = known.sasl2 === null ? null : { mechanisms: holds ? [...known.sasl2.plus, ...known.sasl2.mechanisms] : known.sasl2.mechanisms, inline: holdingInline(known.sasl2.inline, holds) };
+    const sasl2 = known.sasl2 === null ? null : { mechanisms: holds ? [...known.sasl2.plus, ...known.sasl2.mechanisms] : known.sasl2.mechanisms, inline: holds ? known.sasl2.inlineBinding : known.sasl2.inline };
     return { mechanisms: holds ? [...known.plus, ...known.mechanisms] : known.mechanisms, channelBinding: holds, sasl2 };
   }
 
@@ -154,13 +155,17 @@ export class OfferedLogins {
       mechanisms: common,
       plus: plusOfAll(common, (n) => n.mechanisms),
       nodesBind: nodes.some((n) => n.channelBindings.length > 0 || n.mechanisms.some((m) => m.endsWith("-PLUS")) || (n.sasl2?.mechanisms ?? []).some((m) => m.endsWith("-PLUS"))),
-      sasl2: sasl2Nodes === null || sasl2Mechanisms.length === 0 ? null : { mechanisms: sasl2Mechanisms, plus: plusOfAll(sasl2Mechanisms, (n) => n.sasl2!.mechanisms), inline: commonInline(sasl2Nodes.map((s) => s.inline)) },
+      sasl2: sasl2Nodes === null || sasl2Mechanisms.length === 0 ? null : sasl2Offer(sasl2Mechanisms, plusOfAll(sasl2Mechanisms, (n) => n.sasl2!.mechanisms), commonInline(sasl2Nodes.map((s) => s.inline))),
       certificates: new Set(nodes.map((n) => n.certificate)),
     });
     if (common.join() !== before.join()) {
       this.log.info({ domain, offered: common, notOfferedByEveryNode: this.configured.filter((m) => !common.includes(m)) }, "SASL mechanisms offered to clients");
     }
   }
+}
+
+function sasl2Offer(mechanisms: readonly Mechanism[], plus: readonly string[], inline: Element | undefined): NonNullable<DomainLogins["sasl2"]> {
+  return { mechanisms, plus, inline: holdingInline(inline, false), inlineBinding: holdingInline(inline, true) };
 }
 
 /** The inline features every node offers (the first node's form of each); FAST with the token mechanisms all of them take. */

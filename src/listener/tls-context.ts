@@ -108,3 +108,17 @@ export class TlsContextHolder {
     }
   }
 }
+
+/**
+ * The certificate a TLS server socket served its client (with an ECDSA and an
+ * RSA chain side by side, the one the handshake chose), as a SHA-256
+ * fingerprint read only when asked: channel binding compares it, and only
+ * where the nodes bind.
+ */
+export function servedCertificate(socket: tls.TLSSocket): { readonly certificate: string | undefined } {
+  return {
+    get certificate() {
+      return socket.getX509Certificate()?.fingerprint256;
+    },
+  };
+}

@@ -42,8 +42,8 @@ export interface WebSocketClient {
   /** Query parameters of the upgrade request (the `from` hint of phase open). */
   query: URLSearchParams;
   admission: AdmissionTicket;
-  /** wss://: SHA-256 fingerprint of the certificate the balancer served this client (channel binding); ws://: TLS, if any, ends at a front. */
-  certificate?: string;
+  /** wss://: the balancer's TLS with this client (channel binding reads its certificate); ws://: TLS, if any, ends at a front. */
+  tls?: tls.TLSSocket;
 }
 
 /** The part of a `ws` socket that holds its message size limit (the library sets it once, from the server's maxPayload). */
@@ -233,8 +233,8 @@ export function listenWebSocket(config: ListenerConfig, options: WebSocketListen
     alive.set(socket, true);
     socket.on("pong", () => alive.set(socket, true));
     const query = new URL(request.url ?? "/", "http://localhost").searchParams;
-    const certificate = request.socket instanceof tls.TLSSocket ? request.socket.getX509Certificate()?.fingerprint256 : undefined;
-    onSocket(socket, { address: client.address, port: client.port, query, admission: client.admission, ...(certificate === undefined ? {} : { certificate }) });
+    const secure = request.socket instanceof tls.TLSSocket ? { tls: request.socket } : {};
+    onSocket(socket, { address: client.address, port: client.port, query, admission: client.admission, ...secure });
   });
   if (options.pingIntervalMs > 0) {
     const pinger = setInterval(() => {

@@ -176,9 +176,11 @@ export class Handoff {
   /** Phase open: tls-server-end-point holds where the node binds to the certificate this client got (or is told it: --channel-binding tls-server-end-point). */
   private bindingHolds(link: ClientLink, leg: NodeLeg): boolean {
     const mode = this.options.channelBinding;
-    const tls = link.clientTls();
-    if (mode === "none" || tls === undefined || leg.certificate === undefined) return false;
-    return mode === "tls-server-end-point" || leg.certificate === tls.certificate;
+    if (mode === "none") return false;
+    const node = leg.certificate;
+    const tls = node === undefined ? undefined : link.clientTls();
+    if (node === undefined || tls === undefined) return false;
+    return mode === "tls-server-end-point" || node === tls.certificate;
   }
 
   /** The node accepted a login-phase attempt: from here on both ways are relayed; `rest` is what the dialogue read past its last element. */

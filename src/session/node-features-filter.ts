@@ -8,22 +8,20 @@ const FEATURES_START = /<(?:stream:)?features\b/;
 const FEATURES_END = /<\/(?:stream:)?features\s*>|^<(?:stream:)?features\b[^>]*\/>/;
 
 /** What the node sent up to and with its first features, with those features rewritten (or untouched when they cannot be read). */
-function rewrite(received: Buffer, opts: { secure: boolean; bindingHolds: boolean }): { data: Buffer; removed: string[] } {
+function rewrite(received: Buffer, opts: { secure: boolean; bindingHolds: boolean }): { data: Buffer; changed: boolean } {
+  const untouched = { data: received, changed: false };
   const text = received.toString("utf8");
   const start = text.search(FEATURES_START);
-  if (start < 0) return { data: received, removed: [] };
+  if (start < 0) return untouched;
   const end = FEATURES_END.exec(text.slice(start));
-  if (end === null) return { data: received, removed: [] };
+  if (end === null) return untouched;
   const stop = start + end.index + end[0].length;
   try {
     const features = new MessageReader(Number.MAX_SAFE_INTEGER, true).read(Buffer.from(text.slice(start, stop)));
-    const holding = holdingNodeFeatures(features, opts);
-    const before = features.toString();
-    const after = holding.toString();
-    const removed = before === after ? [] : [before];
-    return { data: Buffer.from(text.slice(0, start) + after + text.slice(stop)), removed };
+    const after = holdingNodeFeatures(features, opts).toString();
+    return { data: Buffer.from(text.slice(0, start) + after + text.slice(stop)), changed: after !== features.toString() };
   } catch {
-    return { data: received, removed: [] };
+    return untouched;
   }
 }
 
@@ -48,9 +46,9 @@ export function passHoldingFeatures(leg: NodeLeg, opts: { secure: boolean; bindi
     },
     () => {},
     (closed) => {
-      const { data, removed } = rewrite(Buffer.concat(pieces), opts);
+      const { data, changed } = rewrite(Buffer.concat(pieces), opts);
       if (data.length > 0) toClient(data);
-      done(closed, removed.length > 0);
+      done(closed, changed);
     },
   );
 }

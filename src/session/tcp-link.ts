@@ -3,9 +3,10 @@ import tls from "node:tls";
 import type { NodeView, ProxyVersion } from "../cluster/node.js";
 import type { StreamErrorCondition } from "../errors.js";
 import { LINGER_MS, endThenDestroy } from "../net/linger.js";
+import { servedCertificate } from "../listener/tls-context.js";
 import { proxyHeader } from "../net/proxy-header.js";
 import type { ConnectionOutcome } from "../metrics.js";
-import { dialNode, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
+import { dialNode, nodeCertificate, type NodeConnection, type NodeDialOptions } from "../upstream/node-stream.js";
 import { relay } from "../upstream/relay.js";
 import type { ClientTrafficLimit } from "../upstream/traffic-limit.js";
 import { featuresXml } from "../xmpp/features.js";
@@ -87,7 +88,7 @@ class TcpNodeLeg implements NodeLeg {
     return this.connection.tlsRequiredByNode;
   }
   get certificate(): string | undefined {
-    return this.connection.certificate;
+    return nodeCertificate(this.socket);
   }
 
   /** Bytes the node sent after its features (normally none): they belong to the client, first. */
@@ -198,9 +199,7 @@ export class TcpLink implements ClientLink {
   }
 
   clientTls(): ClientTls | undefined {
-    if (!this.secure) return undefined;
-    const socket = this.conn.socket as tls.TLSSocket;
-    return { certificate: socket.getX509Certificate()?.fingerprint256 };
+    return this.secure ? servedCertificate(this.conn.socket as tls.TLSSocket) : undefined;
   }
 
   openXml(from: string, id: string, lang: string | undefined): string {

@@ -3,6 +3,7 @@ import type { RawData, WebSocket } from "ws";
 import type { NodeView } from "../cluster/node.js";
 import { StreamError, type StreamErrorCondition } from "../errors.js";
 import type { ListenerConfig } from "../listener/listener.js";
+import { servedCertificate } from "../listener/tls-context.js";
 import { allowMessagesUpTo, type WebSocketClient } from "../listener/websocket-listener.js";
 import { BoundLogger, type LineLogger, type Logger } from "../log.js";
 import type { ConnectionOutcome, Metrics } from "../metrics.js";
@@ -243,7 +244,7 @@ export class WebSocketLink implements ClientLink {
     return framingOpenXml({ from, id, lang });
   }
   clientTls(): ClientTls | undefined {
-    return { certificate: this.webClient.certificate };
+    return this.webClient.tls === undefined ? { certificate: undefined } : servedCertificate(this.webClient.tls);
   }
 
   featuresXml(_starttls: "required" | "optional" | "none", offer: LoginOffer): string {

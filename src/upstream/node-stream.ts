@@ -43,8 +43,11 @@ export interface NodeConnection {
   leftover: Buffer;
   /** Whether TLS was used because the node required it (not asked for). */
   tlsRequiredByNode: boolean;
-  /** SHA-256 fingerprint of the certificate the node presented (TLS to the node), for channel binding. */
-  certificate?: string;
+}
+
+/** SHA-256 fingerprint of the certificate a node presented (TLS to it), for channel binding; read only where it is compared. */
+export function nodeCertificate(socket: net.Socket): string | undefined {
+  return socket instanceof tls.TLSSocket ? socket.getPeerX509Certificate()?.fingerprint256 : undefined;
 }
 
 /** A node that insists on TLS before SASL: STARTTLS `<required/>`, or STARTTLS and no mechanisms. */
@@ -233,14 +236,10 @@ export async function dialNode(address: HostPort, opts: NodeDialOptions): Promis
       const answer = await reader.expectElement();
       if (!answer.is("proceed", NS_TLS)) throw new UpstreamError("XMPP_LB_NODE_TLS", "the node refused STARTTLS");
       reader.detach();
-      const secure = await startTls(socket, opts);
-      socket = secure;
-      const certificate = secure.getPeerX509Certificate()?.fingerprint256;
-      if (!opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false, certificate };
+      socket = await startTls(socket, opts);
+      if (!opts.openStream) return { socket, leftover: Buffer.alloc(0), tlsRequiredByNode: false };
       reader.restart(socket);
       features = await reader.openStream(opts.domain, opts.from);
-      reader.detach();
-      return { socket, features, leftover: reader.takeRest(), tlsRequiredByNode: required, certificate };
     }
     reader.detach();
     return { socket, features, leftover: reader.takeRest(), tlsRequiredByNode: required };

@@ -41,7 +41,7 @@ export function loginOfferXml(offer: LoginOffer): string {
 }
 
 /** Whether a FAST token of this mechanism can be used through the balancer (NONE always; ENDP where the binding holds). */
-export function tokenHolds(mechanism: string, bindingHolds: boolean): boolean {
+function tokenHolds(mechanism: string, bindingHolds: boolean): boolean {
   const binding = tokenBinding(mechanism);
   return binding === "NONE" || (binding === "ENDP" && bindingHolds);
 }

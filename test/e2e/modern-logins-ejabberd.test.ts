@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { startBalancer, type TestBalancer } from "../support/balancer.js";
+import { modernFixture } from "../support/modern-fixture.js";
 import { nodeOf } from "../support/clients.js";
 import { nodeFlags, startEjabberdCluster, type EjabberdCluster } from "../support/ejabberd.js";
-import { fillNode, modernLogin, tokenLogin, type FastToken, type ModernSession } from "../support/modern-client.js";
+import { modernLogin, tokenLogin, type FastToken, type ModernSession } from "../support/modern-client.js";
 import { DOMAIN, RawXmpp, STREAM_OPEN } from "../support/raw.js";
 import { scramLogin, tlsServerEndPoint } from "../support/scram-plus.js";
 
@@ -78,17 +78,8 @@ async function rawTokenLogin(o: { port: number; username: string; token: FastTok
  */
 describe("modern logins through the balancer (ejabberd 24.12)", () => {
   let cluster: EjabberdCluster;
-  const balancers: TestBalancer[] = [];
-  const sessions: ModernSession[] = [];
-  const balancer = async (extra: Parameters<typeof startBalancer>[0], logLines?: string[]): Promise<TestBalancer> => {
-    const lb = await startBalancer({ node: nodeFlags(cluster.nodes), ...extra }, logLines);
-    balancers.push(lb);
-    // The first probes teach it what the nodes offer.
-    for (let i = 0; i < 100 && !lb.balancer.saslMechanisms("lb.test").includes("SCRAM-SHA-1"); i++) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300));
-    return lb;
-  };
-  const keep = (s: ModernSession): ModernSession => (sessions.push(s), s);
+  const fixture = modernFixture(() => nodeFlags(cluster.nodes), PASSWORD);
+  const { balancer, keep, tokenTest, fill } = fixture;
 
   before(async () => {
     cluster = await startEjabberdCluster({
@@ -101,21 +92,10 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
     });
   });
   after(async () => {
-    await Promise.all(sessions.map((s) => s.client.stop().catch(() => {})));
-    await Promise.all(balancers.map((b) => b.close()));
+    await fixture.close();
     await cluster?.stop();
   });
 
-  /**
-   * Nodes that take one session each (maxconn=1), and no affinity window: once
-   * the token's node is full, only the token's memory can send a login there.
-   */
-  const tokenTest = () => ({ node: nodeFlags(cluster.nodes).map((flag) => `${flag},maxconn=1`), affinityTtl: 0 });
-
-  /** Fills `node` with other users' sessions (see fillNode), kept for the end. */
-  const fill = async (service: string, node: string, users: string[]): Promise<void> => {
-    for (const s of await fillNode(service, node, users, PASSWORD)) keep(s);
-  };
 
   it("the nodes' certfile is the certificate the balancer serves: tls-server-end-point can hold", () => {
     const certfile = readFileSync(cluster.nodes[0]!.configFile, "utf8").match(/^certfiles: \["([^"]+)"\]/m)![1]!;
@@ -266,11 +246,8 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
     // The README's older advice (disable -PLUS): ejabberd 24.12 lists XEP-0440 bindings on TLS all the same, and its SCRAM calls 'y' a downgrade.
     const plain = await startEjabberdCluster({ count: 1, network: { internal: "127.0.53", external: "127.0.54" }, modern: true, users: [["grace", PASSWORD]] });
     const lines: string[] = [];
-    let lb: TestBalancer | undefined;
     try {
-      lb = await startBalancer({ node: nodeFlags(plain.nodes), listen: "127.0.0.1:0", backendTls: true }, lines);
-      for (let i = 0; i < 100 && !lb.balancer.saslMechanisms("lb.test").includes("SCRAM-SHA-1"); i++) await new Promise((r) => setTimeout(r, 50));
-      await new Promise((r) => setTimeout(r, 300));
+      const lb = await balancer({ node: nodeFlags(plain.nodes), listen: "127.0.0.1:0", backendTls: true }, lines);
       const y = await scramLogin({ host: "127.0.0.1", port: lb.port, username: "grace", password: PASSWORD, mechanism: "SCRAM-SHA-1", profile: "sasl2", tls: "starttls", gs2Header: "y,," });
       assert.ok(!y.offered.sasl1.some((m) => m.endsWith("-PLUS")) && y.offered.channelBindings.length === 0);
       assert.deepEqual([y.ok, y.condition, y.text], [false, "not-authorized", "Invalid channel binding"], "ejabberd 24.12 refuses 'y' on TLS with -PLUS disabled");
@@ -279,7 +256,6 @@ describe("modern logins through the balancer (ejabberd 24.12)", () => {
         `a node that refuses gs2 'y' (it lists channel bindings on the balancer's TLS stream) should be warned about like one that offers -PLUS; warnings: ${lines.filter((l) => l.includes('"level":40')).join("\n")}`,
       );
     } finally {
-      await lb?.close();
       await plain.stop();
     }
   });

@@ -10,10 +10,10 @@ import path from "node:path";
 import tls from "node:tls";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { startBalancer, type TestBalancer } from "../support/balancer.js";
+import { modernFixture } from "../support/modern-fixture.js";
 import { nodeOf } from "../support/clients.js";
 import { RawXmpp, STREAM_OPEN } from "../support/raw.js";
-import { fillNode, modernLogin, tokenLogin, type ModernSession } from "../support/modern-client.js";
+import { modernLogin, tokenLogin, type ModernSession } from "../support/modern-client.js";
 import { nodeFlags, startProsodyCluster, type ProsodyCluster } from "../support/prosody.js";
 import { scramLogin, tlsServerEndPoint } from "../support/scram-plus.js";
 
@@ -69,17 +69,8 @@ async function featuresAfterTls(port: number, options: tls.ConnectionOptions): P
  */
 describe("modern logins through the balancer (Prosody 13)", () => {
   let cluster: ProsodyCluster;
-  const balancers: TestBalancer[] = [];
-  const sessions: ModernSession[] = [];
-  const balancer = async (extra: Parameters<typeof startBalancer>[0], logLines?: string[]): Promise<TestBalancer> => {
-    const lb = await startBalancer({ node: nodeFlags(cluster.nodes), ...extra }, logLines);
-    balancers.push(lb);
-    // The first probes teach it what the nodes offer.
-    for (let i = 0; i < 100 && !lb.balancer.saslMechanisms("lb.test").includes("SCRAM-SHA-1"); i++) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300));
-    return lb;
-  };
-  const keep = (s: ModernSession): ModernSession => (sessions.push(s), s);
+  const fixture = modernFixture(() => nodeFlags(cluster.nodes), PASSWORD);
+  const { balancer, keep, tokenTest, fill } = fixture;
 
   before(async () => {
     cluster = await startProsodyCluster({
@@ -94,21 +85,10 @@ describe("modern logins through the balancer (Prosody 13)", () => {
     });
   });
   after(async () => {
-    await Promise.all(sessions.map((s) => s.client.stop().catch(() => {})));
-    await Promise.all(balancers.map((b) => b.close()));
+    await fixture.close();
     await cluster?.stop();
   });
 
-  /**
-   * Nodes that take one session each (maxconn=1), and no affinity window: once
-   * the token's node is full, only the token's memory can send a login there.
-   */
-  const tokenTest = () => ({ node: nodeFlags(cluster.nodes).map((flag) => `${flag},maxconn=1`), affinityTtl: 0 });
-
-  /** Fills `node` with other users' sessions (see fillNode), kept for the end. */
-  const fill = async (service: string, node: string, users: string[]): Promise<void> => {
-    for (const s of await fillNode(service, node, users, PASSWORD)) keep(s);
-  };
 
   for (const transport of ["tcp", "websocket"] as const) {
     it(`${transport}, phase login: SASL2 with Bind2, SM and a FAST token; the token's login reaches the token's node`, async () => {
@@ -238,9 +218,7 @@ describe("modern logins through the balancer (Prosody 13)", () => {
           ? await startProsodyCluster({ count: 1, externalPort: 0, network: { internal: "127.0.55", external: "127.0.56" }, passwordHash: "SHA-256", channelBinding: true, modern: true, tlsServerEndPointHash: tlsServerEndPoint(CERT).toString("hex"), users: [["erin", PASSWORD]] })
           : cluster;
         try {
-          const lb = await startBalancer({ node: nodeFlags(nodes.nodes), listen: "127.0.0.1:0", backendTls: true, saslMechanisms: ["SCRAM-SHA-1", "SCRAM-SHA-256"] });
-          balancers.push(lb);
-          await new Promise((r) => setTimeout(r, 500));
+          const lb = await balancer({ node: nodeFlags(nodes.nodes), listen: "127.0.0.1:0", backendTls: true, saslMechanisms: ["SCRAM-SHA-1", "SCRAM-SHA-256"] });
           const verdict = await scramLogin({ host: "127.0.0.1", port: lb.port, username: "erin", password: PASSWORD, mechanism, profile, tls: "starttls" });
           const offered = profile === "sasl1" ? verdict.offered.sasl1 : (verdict.offered.sasl2 ?? []);
           assert.ok(offered.includes(mechanism), `offered: ${offered.join(" ")}`);
@@ -260,9 +238,7 @@ describe("modern logins through the balancer (Prosody 13)", () => {
     const other = await startProsodyCluster({ count: 1, externalPort: 0, network: { internal: "127.0.55", external: "127.0.56" }, channelBinding: true, modern: true, tlsServerEndPointHash: tlsServerEndPoint(CERT).toString("hex"), certificate: await selfSigned(dir), users: [["heidi", PASSWORD]] });
     try {
       const lines: string[] = [];
-      const auto = await startBalancer({ node: nodeFlags(other.nodes), listen: "127.0.0.1:0", backendTls: true }, lines);
-      balancers.push(auto);
-      await new Promise((r) => setTimeout(r, 500));
+      const auto = await balancer({ node: nodeFlags(other.nodes), listen: "127.0.0.1:0", backendTls: true }, lines);
       const s = await modernLogin({ service: `xmpp://127.0.0.1:${auto.port}`, username: "heidi", password: PASSWORD });
       await s.client.stop();
       assert.ok(!s.report.offered.sasl1.some((m) => m.endsWith("-PLUS")) && !(s.report.offered.sasl2 ?? []).some((m) => m.endsWith("-PLUS")), "no -PLUS");
@@ -270,9 +246,7 @@ describe("modern logins through the balancer (Prosody 13)", () => {
       assert.equal(s.report.attempts.at(-1)!.verdict, "success", "logged in without binding");
       assert.ok(lines.some((l) => l.includes('"level":40') && l.includes("cannot offer it to clients") && l.includes("certificate")), "the operator is told what to change");
       // The nodes are told the balancer's certificate (tls_server_end_point_hash): asserting it makes -PLUS hold.
-      const asserted = await startBalancer({ node: nodeFlags(other.nodes), listen: "127.0.0.1:0", backendTls: true, channelBinding: "tls-server-end-point" });
-      balancers.push(asserted);
-      await new Promise((r) => setTimeout(r, 500));
+      const asserted = await balancer({ node: nodeFlags(other.nodes), listen: "127.0.0.1:0", backendTls: true, channelBinding: "tls-server-end-point" });
       const verdict = await scramLogin({ host: "127.0.0.1", port: asserted.port, username: "heidi", password: PASSWORD, mechanism: "SCRAM-SHA-1-PLUS", profile: "sasl2", tls: "starttls" });
       assert.equal(verdict.ok, true, `${verdict.condition} ${verdict.text}`);
     } finally {

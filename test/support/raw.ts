@@ -54,16 +54,7 @@ export class RawXmpp {
 
   /** Resolves with everything received so far once it matches `pattern`; rejects on timeout or close. */
   async until(pattern: RegExp, timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pattern.test(this.text)) {
-      if (this.socket.destroyed) throw new Error(`closed before ${pattern}; got: ${this.text}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${pattern}; got: ${this.text}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => (clearTimeout(t), resolve()));
-      });
-    }
+    await this.match(pattern, 0, timeoutMs);
     return this.text;
   }
 
